@@ -1,0 +1,1 @@
+"""Records, store contracts and their backends. Imports no other project package."""

@@ -1,0 +1,145 @@
+"""Store contracts for calls and the notifications they produce."""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from persistence.models import (
+    ALLOWED_TRANSITIONS,
+    CallChanges,
+    CallRecord,
+    CallState,
+    IllegalTransitionError,
+    Notification,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Decides the change to make to a freshly read call, or ``None`` for none.
+Decision = Callable[[CallRecord], CallChanges | None]
+
+#: Compare-and-set attempts before giving up; each attempt re-reads the call,
+#: so only a storm of writers on one call could exhaust them.
+_CAS_ATTEMPTS = 8
+
+
+class CallStore(abc.ABC):
+    """Where calls live. The database is the truth about every call.
+
+    Every change goes through :meth:`transition`, a compare-and-set on the
+    record's ``version``: two writers that read the same version cannot both
+    win, which is what makes timers idempotent across retries and processes.
+    """
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        caller_id: str,
+        callee_id: str,
+        scheduled_at: datetime,
+        opens_at: datetime,
+        closes_at: datetime,
+    ) -> CallRecord:
+        """Insert a call in state ``scheduled``."""
+
+    @abc.abstractmethod
+    async def get(self, call_id: int) -> CallRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_for_user(self, user_id: str, limit: int = 100) -> list[CallRecord]:
+        """The user's calls, newest ``scheduled_at`` first."""
+
+    @abc.abstractmethod
+    async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+        """Apply ``changes`` if the stored version is still ``call.version``.
+
+        Returns the updated record, or ``None`` when somebody else changed the
+        call first (the caller re-reads and decides again).
+        """
+
+    async def update(
+        self, call_id: int, decide: Decision, *, cause: str = ""
+    ) -> tuple[CallRecord | None, CallRecord | None]:
+        """Read the call, let ``decide`` pick a change, write it with
+        compare-and-set, and retry on a lost race.
+
+        Returns ``(before, after)``: ``after`` is ``None`` when nothing changed
+        (``decide`` said no, or the call does not exist). Each transition is
+        logged here, once, whoever made it.
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            before = await self.get(call_id)
+            if before is None:
+                return None, None
+            changes = decide(before)
+            if changes is None:
+                return before, None
+            if (
+                changes.state is not before.state
+                and changes.state not in ALLOWED_TRANSITIONS[before.state]
+            ):
+                raise IllegalTransitionError(f"call {call_id}: {before.state} -> {changes.state}")
+            after = await self.transition(before, changes)
+            if after is not None:
+                logger.info(
+                    "call %s: %s -> %s",
+                    call_id,
+                    before.state.value,
+                    after.state.value,
+                    extra={
+                        "event": "call.transition",
+                        "call_id": call_id,
+                        "from": before.state.value,
+                        "to": after.state.value,
+                        "cause": cause,
+                        "reason": after.end_reason.value if after.end_reason else None,
+                    },
+                )
+                return before, after
+        raise RuntimeError(f"call {call_id}: too many concurrent writers")
+
+    @abc.abstractmethod
+    async def list_unfinished(self) -> list[CallRecord]:
+        """Every call not in a final state (timers are re-armed from these)."""
+
+    @abc.abstractmethod
+    async def list_due(self, now: datetime) -> list[CallRecord]:
+        """Calls with a deadline at or before ``now`` that has not been acted on:
+        a window to open, a window to close, a countdown to finish, a limit."""
+
+    @abc.abstractmethod
+    async def count_by_state(self) -> dict[CallState, int]: ...
+
+
+class NotificationStore(abc.ABC):
+    """What users find in ``GET /api/notifications``."""
+
+    @abc.abstractmethod
+    async def add(
+        self, user_id: str, kind: str, call_id: int | None, payload: dict[str, Any]
+    ) -> Notification: ...
+
+    @abc.abstractmethod
+    async def list_for_user(self, user_id: str, limit: int = 50) -> list[Notification]:
+        """Newest first."""
+
+
+def is_due(call: CallRecord, now: datetime) -> bool:
+    """The rule behind :meth:`CallStore.list_due`, shared by the in-memory
+    backend and the tests that check the SQL one."""
+    state = call.state
+    if state is CallState.SCHEDULED:
+        return call.opens_at <= now or call.closes_at <= now
+    if state in (CallState.OPEN, CallState.WAITING, CallState.CONNECTING):
+        return call.closes_at <= now
+    if state is CallState.COUNTDOWN:
+        # Both users are in and connected: the countdown runs to live even
+        # if the window closes meanwhile.
+        return call.live_at is not None and call.live_at <= now
+    if state is CallState.LIVE:
+        return call.ends_at is not None and call.ends_at <= now
+    return False

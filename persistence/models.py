@@ -1,0 +1,181 @@
+"""Records and enums shared by every store backend."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; every timestamp in the project is aware UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Backends that drop tzinfo (SQLite, MySQL) store UTC; put it back."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CallState(enum.StrEnum):
+    """The states of PROTOCOL.md, in lifecycle order."""
+
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    WAITING = "waiting"
+    CONNECTING = "connecting"
+    COUNTDOWN = "countdown"
+    LIVE = "live"
+    ENDED = "ended"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({CallState.ENDED, CallState.MISSED, CallState.CANCELLED})
+#: States in which the join window is open and the call has not gone live yet.
+PRE_LIVE_STATES = frozenset(
+    {CallState.OPEN, CallState.WAITING, CallState.CONNECTING, CallState.COUNTDOWN}
+)
+
+
+#: Every edge of the call state machine; anything else is a bug, not a race.
+ALLOWED_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    CallState.SCHEDULED: frozenset({CallState.OPEN, CallState.MISSED, CallState.CANCELLED}),
+    CallState.OPEN: frozenset({CallState.WAITING, CallState.MISSED, CallState.CANCELLED}),
+    CallState.WAITING: frozenset(
+        {CallState.OPEN, CallState.CONNECTING, CallState.MISSED, CallState.CANCELLED}
+    ),
+    CallState.CONNECTING: frozenset(
+        {
+            CallState.OPEN,
+            CallState.WAITING,
+            CallState.COUNTDOWN,
+            CallState.MISSED,
+            CallState.CANCELLED,
+        }
+    ),
+    CallState.COUNTDOWN: frozenset(
+        {
+            CallState.OPEN,
+            CallState.WAITING,
+            CallState.CONNECTING,
+            CallState.LIVE,
+            CallState.CANCELLED,
+        }
+    ),
+    CallState.LIVE: frozenset({CallState.ENDED}),
+    CallState.ENDED: frozenset(),
+    CallState.MISSED: frozenset(),
+    CallState.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransitionError(ValueError):
+    """A transition that is not an edge of the state machine."""
+
+
+class EndReason(enum.StrEnum):
+    TIME_LIMIT = "time_limit"
+    LEFT = "left"
+    CANCELLED = "cancelled"
+    MISSED = "missed"
+    REPLACED = "replaced"
+    SERVER = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One scheduled call as stored.
+
+    ``version`` grows by one on every change: writers update with
+    compare-and-set on it, so a timer that fires twice (or on two processes)
+    changes the call once.
+    """
+
+    id: int
+    caller_id: str
+    callee_id: str
+    scheduled_at: datetime
+    opens_at: datetime
+    closes_at: datetime
+    state: CallState
+    version: int = 1
+    live_at: datetime | None = None
+    ends_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: EndReason | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+    def has_participant(self, user_id: str) -> bool:
+        return user_id in (self.caller_id, self.callee_id)
+
+    def partner_of(self, user_id: str) -> str:
+        return self.callee_id if user_id == self.caller_id else self.caller_id
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``call`` object of PROTOCOL.md."""
+        return {
+            "id": self.id,
+            "caller_id": self.caller_id,
+            "callee_id": self.callee_id,
+            "scheduled_at": iso(self.scheduled_at),
+            "state": self.state.value,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "end_reason": self.end_reason.value if self.end_reason else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallChanges:
+    """The fields a transition may set; ``None`` leaves a field as it is
+    unless it is named in ``clear``."""
+
+    state: CallState
+    live_at: datetime | None = None
+    ends_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: EndReason | None = None
+    clear: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    user_id: str
+    kind: str
+    call_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "call_id": self.call_id,
+            "payload": self.payload,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    id: int
+    text: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with a ``Z``, as the wire contract wants."""
+    if value is None:
+        return None
+    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,1 @@
+"""Media backends. Imports nothing of the project."""

@@ -1,0 +1,1 @@
+"""Timed jobs of the call lifecycle. Imports only ``persistence``."""

@@ -1,0 +1,28 @@
+"""What the scheduler needs from the layer above, as protocols it implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from persistence.models import CallRecord, Question
+
+
+class Notifier(Protocol):
+    """Reaches the users of a call after a timed transition.
+
+    Implemented by ``signaling``; the scheduler never imports it.
+    """
+
+    async def call_soon(self, call: CallRecord) -> None:
+        """The join window opened."""
+
+    async def call_live(self, call: CallRecord, question: Question | None) -> None:
+        """The countdown finished: the call is live until ``call.ends_at``."""
+
+    async def call_ended(self, call: CallRecord) -> None:
+        """The call reached a final state (``call.state``/``call.end_reason``)."""
+
+
+class LatenessObserver(Protocol):
+    def __call__(self, kind: str, seconds: float) -> None:
+        """Record how late a timer fired after its deadline."""

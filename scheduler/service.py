@@ -1,0 +1,182 @@
+"""APScheduler-driven call timers whose truth lives in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from persistence.calls import CallStore, NotificationStore
+from persistence.models import CallChanges, CallRecord, CallState, iso, utcnow
+from persistence.questions import QuestionStore
+from scheduler.jobs import due_change, next_deadline
+from scheduler.ports import LatenessObserver, Notifier
+
+logger = logging.getLogger(__name__)
+
+
+def _no_observer(kind: str, seconds: float) -> None:
+    return None
+
+
+class CallTimers:
+    """One in-memory APScheduler job per unfinished call, at its next deadline.
+
+    A job does not carry what to do: it re-reads the call and applies whatever
+    :func:`scheduler.jobs.due_change` says is due, with compare-and-set. So a
+    job that fires twice, late, early, after a restart or on several
+    processes at once has its effect exactly once. Jobs are re-armed from the
+    database at start and by a periodic sweep, which also catches anything a
+    lost job would have missed.
+    """
+
+    def __init__(
+        self,
+        calls: CallStore,
+        notifications: NotificationStore,
+        questions: QuestionStore,
+        notifier: Notifier,
+        *,
+        sweep_interval_s: float = 30.0,
+        observe_lateness: LatenessObserver = _no_observer,
+    ) -> None:
+        self._calls = calls
+        self._notifications = notifications
+        self._questions = questions
+        self._notifier = notifier
+        self._sweep_interval_s = sweep_interval_s
+        self._observe_lateness = observe_lateness
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def start(self) -> int:
+        """Start the scheduler and re-arm every unfinished call; returns how many."""
+        self._scheduler.start()
+        unfinished = await self._calls.list_unfinished()
+        for call in unfinished:
+            self.arm(call)
+        self._scheduler.add_job(
+            self.sweep,
+            "interval",
+            seconds=self._sweep_interval_s,
+            id="sweep",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        logger.info(
+            "timers re-armed for %d calls",
+            len(unfinished),
+            extra={"event": "timers.started", "calls": len(unfinished)},
+        )
+        return len(unfinished)
+
+    async def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        # Let the scheduler's cancelled wake-up callbacks run before the loop goes.
+        await asyncio.sleep(0)
+
+    def arm(self, call: CallRecord) -> None:
+        """(Re)schedule the call's job at its next deadline, or drop it."""
+        job_id = f"call:{call.id}"
+        deadline = next_deadline(call)
+        if deadline is None:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(job_id)
+            return
+        self._scheduler.add_job(
+            self.fire,
+            "date",
+            run_date=deadline,
+            args=[call.id, deadline],
+            id=job_id,
+            replace_existing=True,
+            misfire_grace_time=None,  # late is better than never: the record decides
+            coalesce=True,
+        )
+
+    async def fire(self, call_id: int, deadline: datetime | None = None) -> CallRecord | None:
+        """Apply what is due to the call now; returns the call as it stands."""
+        current: CallRecord | None = None
+        try:
+            while True:
+                kind, current = await self._apply_due(call_id)
+                if kind is None:
+                    break
+                await self._announce(kind, current)  # type: ignore[arg-type]
+                if deadline is not None:
+                    self._observe_lateness(kind, (utcnow() - deadline).total_seconds())
+                    deadline = None  # only the first effect was the one scheduled
+        except Exception:
+            # A failing job must not stop the scheduler; the sweep retries it.
+            logger.exception(
+                "timer for call %s failed",
+                call_id,
+                extra={"event": "timers.failed", "call_id": call_id},
+            )
+            return None
+        if current is not None:
+            self.arm(current)
+        return current
+
+    async def _apply_due(self, call_id: int) -> tuple[str | None, CallRecord | None]:
+        now = utcnow()
+        kinds: list[str] = []
+
+        def decide(call: CallRecord) -> CallChanges | None:
+            due = due_change(call, now)
+            if due is None:
+                return None
+            kinds.append(due[0])  # on a lost race the last decision is the one written
+            return due[1]
+
+        before, after = await self._calls.update(call_id, decide, cause="timer")
+        if after is None:
+            return None, before
+        return kinds[-1], after
+
+    async def sweep(self) -> int:
+        """Fire every call whose deadline has passed; returns how many were due."""
+        due = await self._calls.list_due(utcnow())
+        for call in due:
+            await self.fire(call.id, next_deadline(call))
+        if due:
+            logger.info(
+                "sweep found %d overdue calls",
+                len(due),
+                extra={"event": "timers.sweep", "due": len(due)},
+            )
+        return len(due)
+
+    async def _announce(self, kind: str, call: CallRecord) -> None:
+        if kind == "open":
+            for user_id in (call.caller_id, call.callee_id):
+                await self._notifications.add(
+                    user_id,
+                    "call_soon",
+                    call.id,
+                    {
+                        "call_id": call.id,
+                        "scheduled_at": iso(call.scheduled_at),
+                        "partner_id": call.partner_of(user_id),
+                    },
+                )
+            await self._notifier.call_soon(call)
+        elif kind == "live":
+            await self._notifier.call_live(call, await self._questions.random())
+        elif call.state in (CallState.ENDED, CallState.MISSED):
+            await self._notifier.call_ended(call)
+
+
+def window_for(
+    scheduled_at: datetime, notify_before_s: float, join_grace_s: float
+) -> tuple[datetime, datetime]:
+    """When a call's join window opens and closes."""
+    return (
+        scheduled_at - timedelta(seconds=notify_before_s),
+        scheduled_at + timedelta(seconds=join_grace_s),
+    )

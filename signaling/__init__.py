@@ -1,0 +1,1 @@
+"""The edge and composition root: aiohttp app, Socket.IO namespaces, REST, config."""

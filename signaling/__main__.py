@@ -1,0 +1,74 @@
+"""Command line: ``serve`` runs the server, ``token`` mints a JWT for a user."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from aiohttp import web
+
+from signaling.auth import mint_token
+from signaling.config import ConfigError, load_settings
+from signaling.logs import configure_logging
+
+logger = logging.getLogger("signaling")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(host=args.host, port=args.port, dev=True if args.dev else None)
+    configure_logging(settings.log_level)
+    if settings.jwt_secret_generated:
+        # Printed on purpose: dev mode's secret is what `token` needs.
+        print(f"dev mode: SIGNALING_JWT_SECRET={settings.jwt_secret}", file=sys.stderr)
+    from signaling.app import create_app
+
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # uvloop is optional: the server runs on the default loop too
+        pass
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=lambda msg: logger.info(msg.strip(), extra={"event": "server.listening"}),
+        access_log=None,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = load_settings(dev=True, jwt_secret=args.secret)
+    if settings.jwt_secret_generated:
+        print("error: set SIGNALING_JWT_SECRET or pass --secret", file=sys.stderr)
+        return 2
+    print(mint_token(settings.jwt_secret, args.user_id, ttl_s=args.ttl))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="giftcall", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="listen address (SIGNALING_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (SIGNALING_PORT)")
+    serve.add_argument("--dev", action="store_true", help="dev mode (SIGNALING_DEV=1)")
+    serve.set_defaults(run=_serve)
+    token = commands.add_parser("token", help="mint a JWT for a user id")
+    token.add_argument("user_id")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    token.add_argument("--secret", help="HS256 secret (default: SIGNALING_JWT_SECRET)")
+    token.set_defaults(run=_token)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

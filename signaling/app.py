@@ -1,0 +1,165 @@
+"""The composition root: builds the aiohttp app, Socket.IO server and services,
+starts them in order and stops them in reverse (aiohttp ``cleanup_ctx``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import socketio
+from aiohttp import web
+
+from persistence.factory import Stores, open_stores
+from persistence.models import utcnow
+from rtc_bridge.base import MediaBackend
+from rtc_bridge.p2p import PeerToPeerMedia
+from scheduler.service import CallTimers
+from signaling import ops, questions
+from signaling.auth import TokenVerifier
+from signaling.calls import routes as call_routes
+from signaling.calls.namespace import CallNamespace, SocketOutbox
+from signaling.calls.service import CallRules, CallService
+from signaling.config import ConfigError, Settings
+from signaling.errors import ApiError
+from signaling.http import cors_middleware_for, error_middleware
+from signaling.keys import CALLS, METRICS, SETTINGS, STORES, VERIFIER
+from signaling.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+#: Largest Socket.IO message accepted; a larger one closes that connection.
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+class OrjsonCodec:
+    """python-socketio's ``json`` hook: orjson, with the standard library as a
+    fallback for what orjson refuses (integers beyond 64 bits), so such input
+    reaches validation and gets an ``invalid`` ack instead of a dropped socket."""
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **_: Any) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
+
+def create_sio(settings: Settings) -> socketio.AsyncServer:
+    origins: Any = None  # same origin only
+    if settings.cors_origins:
+        origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        json=OrjsonCodec,
+        # Handle each connection's events inline, in arrival order: signals
+        # must reach the partner in the order they were sent, and it saves a
+        # task per message on the hot path.
+        async_handlers=False,
+        cors_allowed_origins=origins,
+        max_http_buffer_size=MAX_MESSAGE_BYTES,
+    )
+    sio.eio.async_handlers = False
+    return sio
+
+
+def create_media(settings: Settings) -> MediaBackend:
+    if settings.media == "p2p":
+        return PeerToPeerMedia()
+    raise ConfigError(f"SIGNALING_MEDIA={settings.media} is not available in this version yet")
+
+
+def create_app(settings: Settings) -> web.Application:
+    middlewares: list[Any] = [error_middleware]
+    if settings.cors_origins:
+        middlewares.insert(0, cors_middleware_for(settings.cors_origins))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_MESSAGE_BYTES)
+    metrics = Metrics()
+    verifier = TokenVerifier(settings.jwt_secret)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[VERIFIER] = verifier
+    sio = create_sio(settings)
+    sio.attach(app)
+    app.router.add_routes(call_routes.routes)
+    app.router.add_routes(questions.routes)
+    app.router.add_routes(ops.routes)
+
+    def authenticate(auth: Any) -> str:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            return verifier.user_id(token)
+        except ApiError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unauthorized", {"code": "unauthorized", "message": exc.message}
+            ) from None
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        stores = await open_stores(settings.database_url)
+        app[STORES] = stores
+        media = create_media(settings)
+        try:
+            seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
+            service = CallService(
+                calls=stores.calls,
+                presence=stores.presence,
+                media=media,
+                outbox=SocketOutbox(sio),
+                metrics=metrics,
+                rules=CallRules(
+                    countdown_s=settings.countdown_s,
+                    limit_s=settings.limit_s,
+                    notify_before_s=settings.notify_before_s,
+                    join_grace_s=settings.join_grace_s,
+                    signal_queue_max=settings.signal_queue_max,
+                    ice_servers=settings.ice_servers,
+                ),
+            )
+            timers = CallTimers(
+                stores.calls,
+                stores.notifications,
+                stores.questions,
+                service,
+                sweep_interval_s=settings.sweep_interval_s,
+                observe_lateness=metrics.observe_lateness,
+            )
+            service.timers = timers
+            app[CALLS] = service
+            sio.register_namespace(CallNamespace(service, authenticate, metrics))
+            await timers.start()
+            if settings.dev:
+                await _seed_demo(stores, service)
+            logger.info(
+                "server ready",
+                extra={
+                    "event": "server.ready",
+                    "database": settings.database_url.split("://")[0],
+                    "media": media.name,
+                    "questions_seeded": seeded,
+                    "dev": settings.dev,
+                },
+            )
+            yield
+            await timers.shutdown()
+        finally:
+            await media.close()
+            await stores.close()
+            logger.info("server stopped", extra={"event": "server.stopped"})
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _seed_demo(stores: Stores, service: CallService) -> None:
+    """Dev mode: a call between ``alice`` and ``bob`` two minutes from now."""
+    if await stores.calls.list_for_user("alice", limit=1):
+        return
+    call = await service.schedule("alice", "bob", utcnow() + timedelta(minutes=2))
+    logger.info("demo call %s: alice and bob", call.id, extra={"event": "dev.demo_call"})

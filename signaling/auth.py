@@ -1,0 +1,47 @@
+"""JWT (HS256) verification and minting with PyJWT."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from signaling.errors import ApiError, unauthorized
+
+_MAX_USER_ID = 64
+
+
+class TokenVerifier:
+    """Verifies the tokens another service issues: HS256, ``sub``, ``exp``."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def user_id(self, token: object) -> str:
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise unauthorized()
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise unauthorized() from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub or len(sub) > _MAX_USER_ID:
+            raise unauthorized("token subject must be a user id string")
+        return sub
+
+    def user_from_header(self, header: str | None) -> str:
+        if not header or not header.startswith("Bearer "):
+            raise unauthorized("Authorization: Bearer <token> required")
+        return self.user_id(header[len("Bearer ") :].strip())
+
+
+def mint_token(secret: str, user_id: str, ttl_s: int = 24 * 3600) -> str:
+    """A token for ``user_id`` (the CLI ``token`` command and the dev login)."""
+    if not user_id or len(user_id) > _MAX_USER_ID:
+        raise ApiError("invalid", f"user id must be 1 to {_MAX_USER_ID} characters")
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_s}, secret, algorithm="HS256")

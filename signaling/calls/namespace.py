@@ -1,0 +1,71 @@
+"""The /call Socket.IO namespace: validate, call the service, return the ack."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from signaling.calls.schemas import CallRef, Signal
+from signaling.calls.service import CallService
+from signaling.edge import OK, GuardedNamespace
+from signaling.metrics import Metrics
+
+NAMESPACE = "/call"
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class SocketOutbox:
+    """The service's :class:`Outbox` over a python-socketio server."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None:
+        await self._sio.emit(event, payload, to=sid, namespace=NAMESPACE)
+
+    async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
+        await self._sio.emit(event, payload, room=user_room(user_id), namespace=NAMESPACE)
+
+
+class CallNamespace(GuardedNamespace):
+    def __init__(
+        self, service: CallService, authenticate: Callable[[Any], str], metrics: Metrics
+    ) -> None:
+        self._service = service
+        self._authenticate = authenticate
+        self._users = service.users_by_sid
+        super().__init__(NAMESPACE, metrics)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        user_id = self._authenticate(auth)  # raises ConnectionRefusedError
+        self._users[sid] = user_id
+        await self.enter_room(sid, user_room(user_id))
+        self._metrics.connections.labels(NAMESPACE).inc()
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if self._users.pop(sid, None) is not None:
+            self._metrics.connections.labels(NAMESPACE).dec()
+            await self._service.disconnected(sid)
+
+    async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
+        ref = CallRef.model_validate(data)
+        return await self._service.join(sid, self._users[sid], ref.call_id)
+
+    async def on_signal(self, sid: str, data: Any) -> dict[str, Any]:
+        await self._service.relay(sid, Signal.model_validate(data))
+        return OK
+
+    async def on_connected(self, sid: str, data: Any) -> dict[str, Any]:
+        ref = CallRef.model_validate(data)
+        await self._service.report_connected(sid, self._users[sid], ref.call_id)
+        return OK
+
+    async def on_leave(self, sid: str, data: Any) -> dict[str, Any]:
+        ref = CallRef.model_validate(data)
+        await self._service.leave(sid, self._users[sid], ref.call_id)
+        return OK

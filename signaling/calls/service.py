@@ -1,0 +1,445 @@
+"""The call orchestrator: presence, roles, relay and the presence-driven
+transitions of the call state machine. No socket in here: it talks to clients
+through an :class:`Outbox`, so tests drive it directly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from persistence.calls import CallStore
+from persistence.models import (
+    FINAL_STATES,
+    PRE_LIVE_STATES,
+    CallChanges,
+    CallRecord,
+    CallState,
+    EndReason,
+    Question,
+    iso,
+    utcnow,
+)
+from persistence.presence import PresenceStore
+from rtc_bridge.base import MediaBackend
+from scheduler.service import CallTimers, window_for
+from signaling.calls.schemas import Signal
+from signaling.errors import ApiError, conflict, forbidden, invalid, not_found
+from signaling.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+_LIVE_CLEAR = frozenset({"live_at", "ends_at"})
+
+
+class Outbox(Protocol):
+    """How the service reaches sockets (implemented over python-socketio)."""
+
+    async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None: ...
+
+    async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Every connection of the user to the /call namespace."""
+
+
+@dataclass(frozen=True)
+class CallRules:
+    countdown_s: float = 5.0
+    limit_s: float = 60.0
+    notify_before_s: float = 300.0
+    join_grace_s: float = 600.0
+    signal_queue_max: int = 64
+    ice_servers: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(slots=True)
+class Joined:
+    """A connection that joined a call (the hot path's only lookup)."""
+
+    call_id: int
+    user_id: str
+    partner_id: str
+
+
+@dataclass(slots=True)
+class Room:
+    """Per-call state that lives only in this process."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: users whose RTCPeerConnection reported connected in this negotiation
+    connected: set[str] = field(default_factory=set)
+    #: signals held for a user who is not connected, by recipient
+    queued: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+
+
+def presence_state(call: CallRecord, present: int) -> CallChanges | None:
+    """The pre-live state that ``present`` users in the call mean, if it differs.
+
+    Leaving ``countdown`` this way cancels it: its instants are cleared and a
+    stale live timer finds nothing to do.
+    """
+    if call.state not in PRE_LIVE_STATES:
+        return None
+    target = (CallState.OPEN, CallState.WAITING, CallState.CONNECTING)[min(present, 2)]
+    if target is call.state:
+        return None
+    return CallChanges(state=target, clear=_LIVE_CLEAR)
+
+
+class CallService:
+    """Everything a call does between two users, behind the REST routes and
+    the /call namespace; also the scheduler's :class:`Notifier`."""
+
+    def __init__(
+        self,
+        *,
+        calls: CallStore,
+        presence: PresenceStore,
+        media: MediaBackend,
+        outbox: Outbox,
+        metrics: Metrics,
+        rules: CallRules,
+    ) -> None:
+        self._calls = calls
+        self._presence = presence
+        self._media = media
+        self._outbox = outbox
+        self._metrics = metrics
+        self.rules = rules
+        self._joined: dict[str, Joined] = {}
+        self._rooms: dict[int, Room] = {}
+        #: every connection's user, filled by the namespace; explains errors
+        self.users_by_sid: dict[str, str] = {}
+        self.timers: CallTimers | None = None  # set once by the app (it needs us as notifier)
+
+    # ----------------------------------------------------------------- REST
+
+    async def schedule(self, caller_id: str, partner_id: str, scheduled_at: datetime) -> CallRecord:
+        if partner_id == caller_id:
+            raise invalid("partner_id: you cannot call yourself")
+        now = utcnow()
+        if scheduled_at <= now:
+            raise invalid("scheduled_at: must be in the future")
+        if scheduled_at > now + timedelta(days=366):
+            raise invalid("scheduled_at: at most a year ahead")
+        opens_at, closes_at = window_for(
+            scheduled_at, self.rules.notify_before_s, self.rules.join_grace_s
+        )
+        call = await self._calls.create(caller_id, partner_id, scheduled_at, opens_at, closes_at)
+        logger.info(
+            "call %s scheduled",
+            call.id,
+            extra={"event": "call.scheduled", "call_id": call.id, "caller": caller_id},
+        )
+        if opens_at <= now:
+            # The window is already open: open it now rather than at the next tick.
+            call = await self._fire(call.id) or call
+        else:
+            self._arm(call)
+        return call
+
+    async def list_calls(self, user_id: str) -> list[CallRecord]:
+        return await self._calls.list_for_user(user_id)
+
+    async def get_call(self, user_id: str, call_id: int) -> CallRecord:
+        call = await self._calls.get(call_id)
+        if call is None or not call.has_participant(user_id):
+            raise not_found()  # REST does not reveal other people's calls
+        return call
+
+    async def cancel(self, user_id: str, call_id: int) -> CallRecord:
+        await self.get_call(user_id, call_id)
+        now = utcnow()
+
+        def decide(call: CallRecord) -> CallChanges | None:
+            if call.state is CallState.SCHEDULED or call.state in PRE_LIVE_STATES:
+                return CallChanges(
+                    state=CallState.CANCELLED, ended_at=now, end_reason=EndReason.CANCELLED
+                )
+            return None
+
+        before, after = await self._calls.update(call_id, decide, cause=f"cancel by {user_id}")
+        if after is None:
+            assert before is not None
+            if before.state is CallState.LIVE:
+                raise conflict("the call is live: leave it to hang up")
+            raise ApiError("ended", f"the call is already {before.state.value}")
+        self._arm(after)
+        await self.call_ended(after)
+        return after
+
+    # ------------------------------------------------------------ /call events
+
+    async def join(self, sid: str, user_id: str, call_id: int) -> dict[str, Any]:
+        call = await self._participant_call(user_id, call_id)
+        if call.state is CallState.SCHEDULED:
+            if utcnow() < call.opens_at:
+                raise ApiError("too_early", f"the join window opens at {iso(call.opens_at)}")
+            call = await self._fire(call_id) or call  # the timer is behind: catch up
+        self._raise_if_over(call)
+
+        room = self._room(call_id)
+        async with room.lock:
+            previous_call = self._joined.get(sid)
+            if previous_call is not None and previous_call.call_id != call_id:
+                await self._depart(sid, previous_call, "left")
+            partner_id = call.partner_of(user_id)
+            replaced = await self._presence.enter(call_id, user_id, sid)
+            if replaced is not None:
+                await self._replace(replaced, call_id)
+            self._joined[sid] = Joined(call_id, user_id, partner_id)
+            members = await self._presence.members(call_id)
+            partner_sid = members.get(partner_id)
+            # A (re)joining user means a new negotiation: nobody is connected yet.
+            room.connected.clear()
+            fresh, after = await self._calls.update(
+                call_id, lambda c: presence_state(c, len(members)), cause=f"join {user_id}"
+            )
+            call = after or fresh or call
+            if partner_sid is not None:
+                await self._outbox.to_sid(
+                    partner_sid, "partner_joined", {"call_id": call_id, "role": "answerer"}
+                )
+            # Delivered before the ack, in order, so nothing sent later overtakes them.
+            for queued in room.queued.pop(user_id, ()):
+                await self._outbox.to_sid(sid, "signal", queued)
+
+        logger.info(
+            "user %s joined call %s",
+            user_id,
+            call_id,
+            extra={
+                "event": "call.join",
+                "call_id": call_id,
+                "user_id": user_id,
+                "partner_present": partner_sid is not None,
+                "replaced": replaced is not None,
+            },
+        )
+        ack: dict[str, Any] = {
+            "ok": True,
+            "call": call.to_wire(),
+            "role": "offerer" if partner_sid is not None else "waiting",
+            "partner_present": partner_sid is not None,
+            "ice_servers": list(self.rules.ice_servers),
+            "countdown_s": self.rules.countdown_s,
+            "limit_s": self.rules.limit_s,
+        }
+        if call.state is CallState.LIVE:
+            ack["ends_at"] = iso(call.ends_at)
+        ack.update(await self._media.join_extras(call_id, user_id))
+        return ack
+
+    async def relay(self, sid: str, signal: Signal) -> None:
+        """The hot path: no database, one presence look-up, one emit."""
+        joined = self._joined.get(sid)
+        if joined is None or joined.call_id != signal.call_id:
+            raise await self._not_joined_error(sid, signal.call_id)
+        message: dict[str, Any] = {
+            "call_id": signal.call_id,
+            "from": joined.user_id,
+            "type": signal.type,
+        }
+        if signal.sdp is not None:
+            message["sdp"] = signal.sdp
+        if signal.candidate is not None:
+            message["candidate"] = signal.candidate.model_dump(exclude_unset=True)
+        partner_sid = (await self._presence.members(signal.call_id)).get(joined.partner_id)
+        if partner_sid is None:
+            self._hold(signal.call_id, joined.partner_id, message)
+        else:
+            await self._outbox.to_sid(partner_sid, "signal", message)
+        self._metrics.signals_by_type[signal.type].inc()
+
+    async def report_connected(self, sid: str, user_id: str, call_id: int) -> None:
+        room = self._rooms.get(call_id)
+        joined = self._joined.get(sid)
+        if room is None or joined is None or joined.call_id != call_id:
+            raise await self._not_joined_error(sid, call_id)
+        async with room.lock:
+            room.connected.add(user_id)
+            members = await self._presence.members(call_id)
+            if len(members) < 2 or not room.connected.issuperset(members):
+                return
+            now = utcnow()
+            live_at = now + timedelta(seconds=self.rules.countdown_s)
+
+            def decide(call: CallRecord) -> CallChanges | None:
+                if call.state is not CallState.CONNECTING:
+                    return None
+                return CallChanges(
+                    state=CallState.COUNTDOWN,
+                    live_at=live_at,
+                    ends_at=live_at + timedelta(seconds=self.rules.limit_s),
+                )
+
+            _, after = await self._calls.update(call_id, decide, cause="both connected")
+            if after is None:
+                return
+            self._arm(after)
+            payload = {
+                "call_id": call_id,
+                "seconds": self.rules.countdown_s,
+                "live_at": iso(after.live_at),
+            }
+            for member_sid in members.values():
+                await self._outbox.to_sid(member_sid, "countdown", payload)
+
+    async def leave(self, sid: str, user_id: str, call_id: int) -> None:
+        joined = self._joined.get(sid)
+        if joined is None or joined.call_id != call_id:
+            raise await self._not_joined_error(sid, call_id)
+        await self._depart(sid, joined, "left")
+
+    async def disconnected(self, sid: str) -> None:
+        joined = self._joined.get(sid)
+        if joined is not None:
+            await self._depart(sid, joined, "disconnected")
+
+    # ------------------------------------------------- Notifier (the scheduler)
+
+    async def call_soon(self, call: CallRecord) -> None:
+        await self._media.open_call(call.id, (call.caller_id, call.callee_id))
+        for user_id in (call.caller_id, call.callee_id):
+            await self._outbox.to_user(
+                user_id,
+                "call_soon",
+                {
+                    "call_id": call.id,
+                    "scheduled_at": iso(call.scheduled_at),
+                    "partner_id": call.partner_of(user_id),
+                },
+            )
+
+    async def call_live(self, call: CallRecord, question: Question | None) -> None:
+        payload = {
+            "call_id": call.id,
+            "ends_at": iso(call.ends_at),
+            "question": question.to_wire() if question else None,
+        }
+        for member_sid in (await self._presence.members(call.id)).values():
+            await self._outbox.to_sid(member_sid, "live", payload)
+
+    async def call_ended(self, call: CallRecord) -> None:
+        reason = call.end_reason.value if call.end_reason else EndReason.SERVER.value
+        payload = {"call_id": call.id, "reason": reason}
+        for user_id in (call.caller_id, call.callee_id):
+            await self._outbox.to_user(user_id, "ended", payload)
+        for sid in [s for s, j in self._joined.items() if j.call_id == call.id]:
+            del self._joined[sid]
+        await self._presence.clear(call.id)
+        self._rooms.pop(call.id, None)
+        await self._media.close_call(call.id)
+
+    # --------------------------------------------------------------- helpers
+
+    async def _participant_call(self, user_id: str, call_id: int) -> CallRecord:
+        call = await self._calls.get(call_id)
+        if call is None:
+            raise not_found()
+        if not call.has_participant(user_id):
+            raise forbidden()
+        return call
+
+    def _raise_if_over(self, call: CallRecord) -> None:
+        if call.state in FINAL_STATES:
+            raise ApiError("ended", f"the call is {call.state.value}")
+        if call.state is CallState.LIVE and call.ends_at and call.ends_at <= utcnow():
+            raise ApiError("ended", "the call reached its time limit")
+
+    async def _not_joined_error(self, sid: str, call_id: int) -> ApiError:
+        """Why a connection may not act on a call it has not joined (cold path)."""
+        user_id = self._user_of(sid)
+        call = await self._calls.get(call_id)
+        if call is None:
+            return not_found()
+        if user_id is None or not call.has_participant(user_id):
+            return forbidden()
+        if call.state in FINAL_STATES:
+            return ApiError("ended", f"the call is {call.state.value}")
+        return conflict("join the call first")
+
+    def _user_of(self, sid: str) -> str | None:
+        joined = self._joined.get(sid)
+        return joined.user_id if joined else self.users_by_sid.get(sid)
+
+    def _room(self, call_id: int) -> Room:
+        room = self._rooms.get(call_id)
+        if room is None:
+            room = self._rooms[call_id] = Room()
+        return room
+
+    def _hold(self, call_id: int, recipient: str, message: dict[str, Any]) -> None:
+        queue = self._room(call_id).queued.setdefault(recipient, deque())
+        if len(queue) >= self.rules.signal_queue_max:
+            raise ApiError("rate_limited", "your partner is away and their signal queue is full")
+        queue.append(message)
+        self._metrics.signals_queued.inc()
+
+    async def _replace(self, old_sid: str, call_id: int) -> None:
+        """A second connection of the same user took over: retire the first."""
+        self._joined.pop(old_sid, None)
+        await self._outbox.to_sid(old_sid, "ended", {"call_id": call_id, "reason": "replaced"})
+
+    async def _depart(self, sid: str, joined: Joined, reason: str) -> None:
+        """A user left (``left``) or dropped (``disconnected``)."""
+        call_id, user_id = joined.call_id, joined.user_id
+        room = self._room(call_id)
+        async with room.lock:
+            if self._joined.get(sid) is not joined:
+                return  # already replaced or ended meanwhile
+            del self._joined[sid]
+            if not await self._presence.leave(call_id, user_id, sid):
+                return
+            room.connected.clear()
+            call = await self._calls.get(call_id)
+            if call is None or call.state in FINAL_STATES:
+                return
+            logger.info(
+                "user %s left call %s (%s)",
+                user_id,
+                call_id,
+                reason,
+                extra={
+                    "event": "call.leave",
+                    "call_id": call_id,
+                    "user_id": user_id,
+                    "reason": reason,
+                },
+            )
+            if call.state is CallState.LIVE and reason == "left":
+                hung_up = await self._end_live(call_id, EndReason.LEFT, f"hang-up by {user_id}")
+            else:
+                hung_up = None
+                members = await self._presence.members(call_id)
+                await self._calls.update(
+                    call_id, lambda c: presence_state(c, len(members)), cause=f"{reason} {user_id}"
+                )
+                partner_sid = members.get(joined.partner_id)
+                if partner_sid is not None:
+                    await self._outbox.to_sid(
+                        partner_sid, "partner_left", {"call_id": call_id, "reason": reason}
+                    )
+        if hung_up is not None:
+            self._arm(hung_up)
+            await self.call_ended(hung_up)
+
+    async def _end_live(self, call_id: int, reason: EndReason, cause: str) -> CallRecord | None:
+        now = utcnow()
+
+        def decide(call: CallRecord) -> CallChanges | None:
+            if call.state is not CallState.LIVE:
+                return None
+            return CallChanges(state=CallState.ENDED, ended_at=now, end_reason=reason)
+
+        _, after = await self._calls.update(call_id, decide, cause=cause)
+        return after
+
+    def _arm(self, call: CallRecord) -> None:
+        if self.timers is not None:
+            self.timers.arm(call)
+
+    async def _fire(self, call_id: int) -> CallRecord | None:
+        return await self.timers.fire(call_id) if self.timers is not None else None

@@ -1,0 +1,155 @@
+"""The one reader of the environment. Everything else takes a ``Settings``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+PREFIX = "SIGNALING_"
+MEDIA_BACKENDS = ("p2p", "relay", "openvidu")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of PROTOCOL.md's configuration table, plus a few
+    operational knobs (documented in docs/configuration.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    jwt_secret: str = ""
+    jwt_secret_generated: bool = False
+    dev: bool = False
+    cors_origins: tuple[str, ...] = ()
+    database_url: str = "sqlite+aiosqlite:///signaling.sqlite3"
+    message_store_url: str = ""
+    redis_url: str = ""
+    media: str = "p2p"
+    openvidu_url: str = ""
+    openvidu_secret: str = ""
+    openvidu_webhook_secret: str = ""
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    turn_secret: str = ""
+    countdown_s: float = 5.0
+    limit_s: float = 60.0
+    notify_before_s: float = 300.0
+    join_grace_s: float = 600.0
+    sweep_interval_s: float = 30.0
+    signal_queue_max: int = 64
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be a boolean, got {raw!r}")
+
+
+def _number(name: str, raw: str, *, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _ice_servers(raw: str) -> tuple[dict[str, Any], ...]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ConfigError(f"{PREFIX}ICE_SERVERS must be a JSON list, got {raw!r}") from None
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and "urls" in item for item in value
+    ):
+        raise ConfigError(f"{PREFIX}ICE_SERVERS must be a JSON list of objects with 'urls'")
+    return tuple(value)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``environ`` (default ``os.environ``); ``overrides``
+    (CLI flags) win over the environment."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        return env.get(PREFIX + name)
+
+    values: dict[str, Any] = {}
+    text_settings = {
+        "HOST": "host",
+        "DATABASE_URL": "database_url",
+        "MESSAGE_STORE_URL": "message_store_url",
+        "REDIS_URL": "redis_url",
+        "OPENVIDU_URL": "openvidu_url",
+        "OPENVIDU_SECRET": "openvidu_secret",
+        "OPENVIDU_WEBHOOK_SECRET": "openvidu_webhook_secret",
+        "TURN_SECRET": "turn_secret",
+        "JWT_SECRET": "jwt_secret",
+        "LOG_LEVEL": "log_level",
+    }
+    for var, attr in text_settings.items():
+        raw = get(var)
+        if raw:
+            values[attr] = raw.strip()
+    number_settings = {
+        "COUNTDOWN_S": "countdown_s",
+        "CALL_LIMIT_S": "limit_s",
+        "NOTIFY_BEFORE_S": "notify_before_s",
+        "JOIN_GRACE_S": "join_grace_s",
+        "SWEEP_INTERVAL_S": "sweep_interval_s",
+    }
+    for var, attr in number_settings.items():
+        raw = get(var)
+        if raw:
+            values[attr] = _number(var, raw)
+    if raw := get("PORT"):
+        values["port"] = int(_number("PORT", raw, minimum=0))
+    if raw := get("SIGNAL_QUEUE_MAX"):
+        values["signal_queue_max"] = int(_number("SIGNAL_QUEUE_MAX", raw, minimum=1))
+    if raw := get("DEV"):
+        values["dev"] = _bool("DEV", raw)
+    if raw := get("CORS_ORIGINS"):
+        values["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
+    if raw := get("MEDIA"):
+        values["media"] = raw.strip().lower()
+    if raw := get("ICE_SERVERS"):
+        values["ice_servers"] = _ice_servers(raw)
+
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    return _validated(settings)
+
+
+def _validated(settings: Settings) -> Settings:
+    if settings.media not in MEDIA_BACKENDS:
+        raise ConfigError(f"{PREFIX}MEDIA must be one of {', '.join(MEDIA_BACKENDS)}")
+    if settings.limit_s <= 0:
+        raise ConfigError(f"{PREFIX}CALL_LIMIT_S must be positive")
+    if settings.sweep_interval_s <= 0:
+        raise ConfigError(f"{PREFIX}SWEEP_INTERVAL_S must be positive")
+    if settings.media == "openvidu" and not (settings.openvidu_url and settings.openvidu_secret):
+        raise ConfigError(f"{PREFIX}MEDIA=openvidu needs {PREFIX}OPENVIDU_URL and _SECRET")
+    if not settings.jwt_secret:
+        if not settings.dev:
+            raise ConfigError(
+                f"{PREFIX}JWT_SECRET is required (or set {PREFIX}DEV=1 to generate one)"
+            )
+        settings = settings.replace(jwt_secret=secrets.token_urlsafe(32), jwt_secret_generated=True)
+    return settings

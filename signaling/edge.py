@@ -1,0 +1,63 @@
+"""What every Socket.IO namespace shares: one event table, one error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from pydantic import ValidationError
+
+from signaling.errors import ApiError, error_body, validation_message
+from signaling.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+#: The ack of an event that returns nothing else. Never mutated.
+OK: dict[str, Any] = {"ok": True}
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+_LIFECYCLE = frozenset({"connect", "disconnect"})
+
+
+class GuardedNamespace(socketio.AsyncNamespace):
+    """A namespace whose ``on_<event>(sid, payload)`` handlers never leak an
+    exception: every failure becomes PROTOCOL.md's error ack, an unknown event
+    or a wrong number of arguments included, so no client waits for an ack
+    that never comes and no connection dies of bad input."""
+
+    def __init__(self, namespace: str, metrics: Metrics) -> None:
+        super().__init__(namespace)
+        self._metrics = metrics
+        self._events: dict[str, Handler] = {
+            name[3:]: getattr(self, name)
+            for name in dir(self)
+            if name.startswith("on_") and name[3:] not in _LIFECYCLE
+        }
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in _LIFECYCLE:
+            return await super().trigger_event(event, *args)
+        handler = self._events.get(event)
+        if handler is None:
+            return self._fail("invalid", f"unknown event {str(event)[:64]!r}")
+        if len(args) != 2:
+            return self._fail("invalid", "expected exactly one payload object")
+        try:
+            return await handler(args[0], args[1])
+        except ApiError as exc:
+            return self._fail(exc.code, exc.message)
+        except ValidationError as exc:
+            return self._fail("invalid", validation_message(exc))
+        except Exception:
+            logger.exception(
+                "handler %s failed",
+                event,
+                extra={"event": "handler.failed", "namespace": self.namespace, "name": event},
+            )
+            return self._fail("unavailable", "internal error; please retry")
+
+    def _fail(self, code: str, message: str) -> dict[str, Any]:
+        self._metrics.errors.labels(code).inc()
+        return error_body(code, message)

@@ -1,0 +1,124 @@
+"""REST plumbing shared by every route: errors, JSON, auth, CORS."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from signaling.errors import ApiError, error_body, invalid, validation_message
+from signaling.keys import METRICS, SETTINGS, VERIFIER
+
+logger = logging.getLogger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_CODE_BY_STATUS = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "invalid",
+    409: "conflict",
+    413: "invalid",
+    429: "rate_limited",
+}
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def ok(status: int = 200, **payload: Any) -> web.Response:
+    """``{"ok": true, ...payload}``."""
+    return web.json_response({"ok": True, **payload}, status=status, dumps=_dumps)
+
+
+def fail(code: str, message: str, status: int) -> web.Response:
+    return web.json_response(error_body(code, message), status=status, dumps=_dumps)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure, ours or aiohttp's, leaves as PROTOCOL.md's error body."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        request.app[METRICS].errors.labels(exc.code).inc()
+        return fail(exc.code, exc.message, exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _CODE_BY_STATUS.get(exc.status, "invalid" if exc.status < 500 else "unavailable")
+        request.app[METRICS].errors.labels(code).inc()
+        status = exc.status if exc.status in (405, 413) else _status_for(code)
+        return fail(code, exc.reason or code, status)
+    except Exception:
+        logger.exception(
+            "%s %s failed",
+            request.method,
+            request.path,
+            extra={"event": "http.failed", "method": request.method, "path": request.path},
+        )
+        return fail("unavailable", "internal error; please retry", 503)
+
+
+def _status_for(code: str) -> int:
+    return ApiError(code, "").status
+
+
+def cors_middleware_for(origins: tuple[str, ...]) -> Any:
+    allow_all = "*" in origins
+
+    @web.middleware
+    async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        allowed = origin is not None and (allow_all or origin in origins)
+        if request.method == "OPTIONS" and allowed:
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if allowed:
+            assert origin is not None
+            response.headers["Access-Control-Allow-Origin"] = "*" if allow_all else origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors_middleware
+
+
+def require_user(request: web.Request) -> str:
+    return request.app[VERIFIER].user_from_header(request.headers.get("Authorization"))
+
+
+async def read_body(request: web.Request, model: type[Model]) -> Model:
+    if request.content_length is not None and request.content_length > 64 * 1024:
+        raise invalid("request body too large (64 KiB at most)")
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise invalid("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise invalid("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(validation_message(exc)) from None
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 15 or int(raw) == 0:
+        raise invalid(f"{name} must be a positive integer")
+    return int(raw)
+
+
+def dev_only(request: web.Request) -> None:
+    if not request.app[SETTINGS].dev:
+        raise ApiError("not_found", "dev mode is off")

@@ -1,0 +1,17 @@
+"""Typed keys of everything the composition root puts in the aiohttp app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from persistence.factory import Stores
+from signaling.auth import TokenVerifier
+from signaling.calls.service import CallService
+from signaling.config import Settings
+from signaling.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+METRICS = web.AppKey("metrics", Metrics)
+STORES = web.AppKey("stores", Stores)
+CALLS = web.AppKey("calls", CallService)

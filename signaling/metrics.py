@@ -1,0 +1,59 @@
+"""Prometheus metrics of one server, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from persistence.models import CallState
+
+SIGNAL_TYPES = ("offer", "answer", "candidate", "end-of-candidates")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "signaling_connections",
+            "Open Socket.IO connections",
+            ["namespace"],
+            registry=self.registry,
+        )
+        self.calls = Gauge(
+            "signaling_calls",
+            "Calls by state (from the database)",
+            ["state"],
+            registry=self.registry,
+        )
+        signals = Counter(
+            "signaling_signals_relayed",
+            "Signals relayed (or queued) to a partner",
+            ["type"],
+            registry=self.registry,
+        )
+        # Bound children once: labels() on the hot path costs a lock and a lookup.
+        self.signals_by_type = {t: signals.labels(t) for t in SIGNAL_TYPES}
+        self.signals_queued = Counter(
+            "signaling_signals_queued",
+            "Signals held for a partner who was not connected",
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "signaling_errors", "Error answers by code", ["code"], registry=self.registry
+        )
+        self.timer_lateness = Histogram(
+            "signaling_timer_lateness_seconds",
+            "How late a call timer applied its effect after its deadline",
+            ["kind"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+            registry=self.registry,
+        )
+
+    def observe_lateness(self, kind: str, seconds: float) -> None:
+        self.timer_lateness.labels(kind).observe(max(seconds, 0.0))
+
+    def set_calls_by_state(self, counts: dict[CallState, int]) -> None:
+        for state in CallState:
+            self.calls.labels(state.value).set(counts.get(state, 0))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
