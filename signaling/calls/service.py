@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,6 +34,9 @@ from signaling.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 _LIVE_CLEAR = frozenset({"live_at", "ends_at"})
+
+#: Stores a new call given its window (opens_at, closes_at); see CallService.schedule.
+CreateCall = Callable[[datetime, datetime], Awaitable[CallRecord]]
 
 
 class Outbox(Protocol):
@@ -116,7 +120,20 @@ class CallService:
 
     # ----------------------------------------------------------------- REST
 
-    async def schedule(self, caller_id: str, partner_id: str, scheduled_at: datetime) -> CallRecord:
+    async def schedule(
+        self,
+        caller_id: str,
+        partner_id: str,
+        scheduled_at: datetime,
+        *,
+        create: CreateCall | None = None,
+    ) -> CallRecord:
+        """Validate and book a call, then arm its timer.
+
+        ``create`` replaces the plain insert when the call is born together
+        with something else in one transaction (a special gift): it gets the
+        window and must return the stored call.
+        """
         if partner_id == caller_id:
             raise invalid("partner_id: you cannot call yourself")
         now = utcnow()
@@ -127,7 +144,12 @@ class CallService:
         opens_at, closes_at = window_for(
             scheduled_at, self.rules.notify_before_s, self.rules.join_grace_s
         )
-        call = await self._calls.create(caller_id, partner_id, scheduled_at, opens_at, closes_at)
+        if create is None:
+            call = await self._calls.create(
+                caller_id, partner_id, scheduled_at, opens_at, closes_at
+            )
+        else:
+            call = await create(opens_at, closes_at)
         logger.info(
             "call %s scheduled",
             call.id,
