@@ -280,7 +280,7 @@ async def serve(host: str, port: int, limit_s: float) -> None:
     relay = BareRelay(limit_s)
     app = web.Application()
     relay.sio.attach(app)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
@@ -307,7 +307,11 @@ async def serve(host: str, port: int, limit_s: float) -> None:
             flush=True,
         )
         await relay.shutdown()
+        # python-socketio's shutdown() does not close client sockets: do it, so the
+        # clients see the close at once instead of after their ping timeout.
         with contextlib.suppress(Exception):
+            if relay.sio.eio.sockets:
+                await asyncio.wait_for(relay.sio.eio.disconnect(), timeout=5)
             await asyncio.wait_for(relay.sio.shutdown(), timeout=5)
         await runner.cleanup()
 

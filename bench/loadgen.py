@@ -678,7 +678,11 @@ class Worker:
         b = Peer(self, 2, ub, tb, call_id)
         peers += (a, b)
         async with self.connect_sem:
-            await asyncio.gather(a.connect(), b.connect())
+            # wait for both (each is bounded) so that neither is left connecting
+            done = await asyncio.gather(a.connect(), b.connect(), return_exceptions=True)
+        for res in done:
+            if isinstance(res, BaseException):
+                raise res
 
         join = {"call_id": call_id}
         ack_a = await a.call("join", join)
@@ -695,11 +699,13 @@ class Worker:
 
         if cfg.mode == "saturate" and not self.go.is_set():
             self.inc(READY)
+            t_wait = perf_ns()
             try:
                 async with asyncio.timeout(cfg.barrier_timeout + 5):
                     await self.go.wait()
             except TimeoutError:
                 raise CallError("barrier_timeout") from None
+            b.join_t0 += perf_ns() - t_wait  # join->countdown excludes the barrier wait
             if self.stopping.is_set():
                 raise CallError("aborted")
 
@@ -831,6 +837,7 @@ def run(cfg: Config, json_path: str | None, server_pid: int | None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored
     t0 = time.monotonic()
     srv_cpu0 = _cpu_ticks(server_pid) if server_pid else None
     for p in procs:
@@ -921,6 +928,10 @@ def run(cfg: Config, json_path: str | None, server_pid: int | None) -> int:
         summary["server_cpu_s"] = round(srv_cpu1 - srv_cpu0, 2)
         summary["server_cpu_pct"] = round(100 * (srv_cpu1 - srv_cpu0) / wall, 1)
         summary["server_cpu_peak_1s_pct"] = round(peak_srv, 1)
+        relayed = summary["signals_relayed"]
+        summary["server_cpu_us_per_signal"] = (
+            round(1e6 * (srv_cpu1 - srv_cpu0) / relayed, 1) if relayed else None
+        )
     summary["generator_cpu_peak_1s_pct"] = [round(v, 1) for v in peak_gen]
     summary["interrupted"] = interrupted
     print_summary(summary)
@@ -1043,7 +1054,8 @@ def print_summary(s: dict[str, Any]) -> None:
     if "server_cpu_pct" in s:
         lines.append(
             f"  server CPU       {s['server_cpu_pct']} % of one core over the run"
-            f" ({s['server_cpu_s']} s), peak 1 s {s['server_cpu_peak_1s_pct']} %"
+            f" ({s['server_cpu_s']} s), peak 1 s {s['server_cpu_peak_1s_pct']} %,"
+            f" {_fmt(s['server_cpu_us_per_signal'])} us per relayed signal (all work)"
         )
     if s["failures"]:
         lines.append(

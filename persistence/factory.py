@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from persistence.calls import CallStore, NotificationStore
+from persistence.chat import MessageStore, RoomStore
+from persistence.gifts import GiftStore
 from persistence.memory import (
     MemoryCallStore,
+    MemoryGiftStore,
+    MemoryMessageStore,
     MemoryNotificationStore,
     MemoryPresenceStore,
     MemoryQuestionStore,
+    MemoryRoomStore,
 )
 from persistence.presence import PresenceStore
 from persistence.questions import QuestionStore
+
+MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -27,28 +34,61 @@ class Stores:
     notifications: NotificationStore
     questions: QuestionStore
     presence: PresenceStore
+    rooms: RoomStore
+    gifts: GiftStore
+    messages: MessageStore
     _closers: list[object] = field(default_factory=list)
 
     async def ping(self) -> None:
         """Raise if a backend does not answer (used by the health route)."""
         await self.calls.get(0)
+        await self.messages.ping()
 
     async def close(self) -> None:
+        # The message store opened last (it may be a MongoDB client of its own).
+        await self.messages.close()
         for engine in reversed(self._closers):
             dispose = getattr(engine, "dispose", None)
             if dispose is not None:
                 await dispose()
 
 
-async def open_stores(database_url: str) -> Stores:
+async def open_message_store(url: str) -> MessageStore:
+    """A message store of its own backend: ``mongodb://`` (or ``+srv``) only."""
+    if not url.startswith(MONGO_SCHEMES):
+        raise BackendUnavailableError(
+            f"unsupported message store URL scheme: {url.split(':', maxsplit=1)[0]}"
+            " (mongodb://… or empty for the SQL database)"
+        )
+    try:
+        from persistence.mongo import MongoMessageStore
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the MongoDB message store needs the 'mongo' extra "
+            f"(pip install 'giftcall-signaling[mongo]'): {exc.name} is missing"
+        ) from None
+    return await MongoMessageStore.open(url)
+
+
+async def open_stores(database_url: str, message_store_url: str = "") -> Stores:
     """Open the stores for ``database_url`` (``memory://`` or a SQLAlchemy URL)
-    and make sure their schema exists."""
+    and make sure their schema exists. Chat messages go to ``message_store_url``
+    when it is set (``mongodb://…``), else to the same database."""
     if database_url.startswith("memory:"):
+        memory_calls = MemoryCallStore()
+        messages = (
+            await open_message_store(message_store_url)
+            if message_store_url
+            else MemoryMessageStore()
+        )
         return Stores(
-            calls=MemoryCallStore(),
+            calls=memory_calls,
             notifications=MemoryNotificationStore(),
             questions=MemoryQuestionStore(),
             presence=MemoryPresenceStore(),
+            rooms=MemoryRoomStore(),
+            gifts=MemoryGiftStore(memory_calls),
+            messages=messages,
         )
     if not database_url.startswith(("sqlite", "mysql")):
         raise BackendUnavailableError(
@@ -57,8 +97,11 @@ async def open_stores(database_url: str) -> Stores:
     try:
         from persistence.sql import (
             SqlCallStore,
+            SqlGiftStore,
+            SqlMessageStore,
             SqlNotificationStore,
             SqlQuestionStore,
+            SqlRoomStore,
             create_engine,
             create_schema,
         )
@@ -66,11 +109,23 @@ async def open_stores(database_url: str) -> Stores:
         engine = create_engine(database_url)
     except ImportError as exc:  # a driver (aiosqlite, aiomysql) is not installed
         raise BackendUnavailableError(f"database driver missing: {exc.name}") from None
-    await create_schema(engine)
+    try:
+        await create_schema(engine)
+        sql_messages: MessageStore = (
+            await open_message_store(message_store_url)
+            if message_store_url
+            else SqlMessageStore(engine)
+        )
+    except BaseException:
+        await engine.dispose()
+        raise
     return Stores(
         calls=SqlCallStore(engine),
         notifications=SqlNotificationStore(engine),
         questions=SqlQuestionStore(engine),
         presence=MemoryPresenceStore(),
+        rooms=SqlRoomStore(engine),
+        gifts=SqlGiftStore(engine),
+        messages=sql_messages,
         _closers=[engine],
     )

@@ -10,6 +10,15 @@ from datetime import datetime
 from typing import Any
 
 from persistence.calls import CallStore, NotificationStore, is_due
+from persistence.chat import (
+    ChatMessage,
+    ChatRoom,
+    MessageStore,
+    RoomStore,
+    RoomSummary,
+    ordered_pair,
+)
+from persistence.gifts import Gift, GiftBox, GiftKind, GiftStore
 from persistence.models import (
     FINAL_STATES,
     CallChanges,
@@ -17,6 +26,7 @@ from persistence.models import (
     CallState,
     Notification,
     Question,
+    as_utc,
     utcnow,
 )
 from persistence.presence import PresenceStore
@@ -28,7 +38,9 @@ def apply_changes(call: CallRecord, changes: CallChanges) -> CallRecord:
     updates: dict[str, Any] = {"state": changes.state, "version": call.version + 1}
     for name in ("live_at", "ends_at", "started_at", "ended_at", "end_reason"):
         value = getattr(changes, name)
-        if value is not None:
+        if isinstance(value, datetime):
+            updates[name] = as_utc(value)
+        elif value is not None:
             updates[name] = value
         elif name in changes.clear:
             updates[name] = None
@@ -52,9 +64,9 @@ class MemoryCallStore(CallStore):
             id=next(self._ids),
             caller_id=caller_id,
             callee_id=callee_id,
-            scheduled_at=scheduled_at,
-            opens_at=opens_at,
-            closes_at=closes_at,
+            scheduled_at=as_utc(scheduled_at),
+            opens_at=as_utc(opens_at),
+            closes_at=as_utc(closes_at),
             state=CallState.SCHEDULED,
         )
         self._calls[call.id] = call
@@ -143,3 +155,139 @@ class MemoryPresenceStore(PresenceStore):
 
     async def clear(self, call_id: int) -> None:
         self._calls.pop(call_id, None)
+
+
+class MemoryRoomStore(RoomStore):
+    def __init__(self) -> None:
+        self._rooms: dict[int, ChatRoom] = {}
+        self._by_pair: dict[tuple[str, str], ChatRoom] = {}
+        self._ids = itertools.count(1)
+
+    async def get_or_create(self, user1: str, user2: str) -> tuple[ChatRoom, bool]:
+        pair = ordered_pair(user1, user2)
+        room = self._by_pair.get(pair)
+        if room is not None:
+            return room, False
+        room = ChatRoom(next(self._ids), pair[0], pair[1], utcnow())
+        self._rooms[room.id] = self._by_pair[pair] = room
+        return room, True
+
+    async def get(self, room_id: int) -> ChatRoom | None:
+        return self._rooms.get(room_id)
+
+    async def find(self, user1: str, user2: str) -> ChatRoom | None:
+        return self._by_pair.get(ordered_pair(user1, user2))
+
+    async def list_for_user(self, user_id: str) -> list[ChatRoom]:
+        return [r for r in self._rooms.values() if r.has_member(user_id)]
+
+
+class MemoryMessageStore(MessageStore):
+    def __init__(self) -> None:
+        #: room id -> its messages; index ``i`` holds ``seq`` ``i + 1``
+        self._rooms: dict[int, list[ChatMessage]] = {}
+        self._by_client_id: dict[tuple[int, str, str], ChatMessage] = {}
+        self._read: dict[tuple[int, str], int] = {}
+
+    async def append(
+        self, room_id: int, sender_id: str, content: str, client_msg_id: str
+    ) -> tuple[ChatMessage, bool]:
+        key = (room_id, sender_id, client_msg_id)
+        existing = self._by_client_id.get(key)
+        if existing is not None:
+            return existing, False
+        messages = self._rooms.setdefault(room_id, [])
+        message = ChatMessage(
+            room_id, len(messages) + 1, sender_id, content, client_msg_id, utcnow()
+        )
+        messages.append(message)
+        self._by_client_id[key] = message
+        return message, True
+
+    async def after(self, room_id: int, after_seq: int, limit: int) -> list[ChatMessage]:
+        messages = self._rooms.get(room_id, [])
+        return messages[max(after_seq, 0) : max(after_seq, 0) + limit]
+
+    async def before(self, room_id: int, before_seq: int | None, limit: int) -> list[ChatMessage]:
+        messages = self._rooms.get(room_id, [])
+        end = len(messages) if before_seq is None else min(max(before_seq - 1, 0), len(messages))
+        return list(reversed(messages[max(end - limit, 0) : end]))
+
+    async def last_seq(self, room_id: int) -> int:
+        return len(self._rooms.get(room_id, []))
+
+    async def mark_read(self, room_id: int, user_id: str, seq: int) -> int:
+        target = min(seq, await self.last_seq(room_id))
+        marker = max(self._read.get((room_id, user_id), 0), target)
+        self._read[(room_id, user_id)] = marker
+        return marker
+
+    async def summaries(self, user_id: str, room_ids: list[int]) -> dict[int, RoomSummary]:
+        result = {}
+        for room_id in room_ids:
+            messages = self._rooms.get(room_id, [])
+            marker = self._read.get((room_id, user_id), 0)
+            unread = sum(1 for m in messages[marker:] if m.sender_id != user_id)
+            last = messages[-1] if messages else None
+            result[room_id] = RoomSummary(room_id, last, unread, marker)
+        return result
+
+
+class MemoryGiftStore(GiftStore):
+    def __init__(self, calls: CallStore) -> None:
+        self._calls = calls
+        self._gifts: dict[int, Gift] = {}
+        self._ids = itertools.count(1)
+
+    async def create(self, sender_id: str, receiver_id: str, message: str) -> Gift:
+        gift = Gift(next(self._ids), sender_id, receiver_id, GiftKind.GENERAL, message, utcnow())
+        self._gifts[gift.id] = gift
+        return gift
+
+    async def create_with_call(
+        self,
+        sender_id: str,
+        receiver_id: str,
+        message: str,
+        *,
+        scheduled_at: datetime,
+        opens_at: datetime,
+        closes_at: datetime,
+    ) -> tuple[Gift, CallRecord]:
+        # Nothing between the two inserts can fail or yield to another task.
+        call = await self._calls.create(sender_id, receiver_id, scheduled_at, opens_at, closes_at)
+        gift = Gift(
+            next(self._ids),
+            sender_id,
+            receiver_id,
+            GiftKind.SPECIAL,
+            message,
+            utcnow(),
+            scheduled_at=scheduled_at,
+            call_id=call.id,
+        )
+        self._gifts[gift.id] = gift
+        return gift, call
+
+    async def get(self, gift_id: int) -> Gift | None:
+        return self._gifts.get(gift_id)
+
+    async def list_for_user(self, user_id: str, box: GiftBox, limit: int = 100) -> list[Gift]:
+        if box is GiftBox.RECEIVED:
+            mine = [g for g in self._gifts.values() if g.receiver_id == user_id]
+        else:
+            mine = [g for g in self._gifts.values() if g.sender_id == user_id]
+        mine.sort(key=lambda g: g.id, reverse=True)
+        return mine[:limit]
+
+    async def open(self, gift_id: int, at: datetime) -> Gift | None:
+        gift = self._gifts.get(gift_id)
+        if gift is None or gift.opened_at is not None:
+            return gift
+        gift = self._gifts[gift_id] = dataclasses.replace(gift, opened_at=at)
+        return gift
+
+    async def has_sent(self, sender_id: str, receiver_id: str) -> bool:
+        return any(
+            g.sender_id == sender_id and g.receiver_id == receiver_id for g in self._gifts.values()
+        )

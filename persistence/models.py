@@ -46,7 +46,9 @@ PRE_LIVE_STATES = frozenset(
 #: Every edge of the call state machine; anything else is a bug, not a race.
 ALLOWED_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     CallState.SCHEDULED: frozenset({CallState.OPEN, CallState.MISSED, CallState.CANCELLED}),
-    CallState.OPEN: frozenset({CallState.WAITING, CallState.MISSED, CallState.CANCELLED}),
+    CallState.OPEN: frozenset(
+        {CallState.WAITING, CallState.CONNECTING, CallState.MISSED, CallState.CANCELLED}
+    ),
     CallState.WAITING: frozenset(
         {CallState.OPEN, CallState.CONNECTING, CallState.MISSED, CallState.CANCELLED}
     ),

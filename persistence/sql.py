@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from datetime import UTC, datetime
@@ -9,9 +11,19 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from persistence.calls import CallStore, NotificationStore
+from persistence.chat import (
+    ChatMessage,
+    ChatRoom,
+    MessageStore,
+    RoomStore,
+    RoomSummary,
+    ordered_pair,
+)
+from persistence.gifts import Gift, GiftBox, GiftKind, GiftStore
 from persistence.models import (
     FINAL_STATES,
     CallChanges,
@@ -28,23 +40,26 @@ logger = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
+#: Naive UTC with microseconds: MySQL's bare DATETIME would round to the second.
+UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
 calls_table = sa.Table(
     "calls",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("caller_id", sa.String(64), nullable=False, index=True),
     sa.Column("callee_id", sa.String(64), nullable=False, index=True),
-    sa.Column("scheduled_at", sa.DateTime, nullable=False),
-    sa.Column("opens_at", sa.DateTime, nullable=False),
-    sa.Column("closes_at", sa.DateTime, nullable=False),
+    sa.Column("scheduled_at", UtcDateTime, nullable=False),
+    sa.Column("opens_at", UtcDateTime, nullable=False),
+    sa.Column("closes_at", UtcDateTime, nullable=False),
     sa.Column("state", sa.String(16), nullable=False, index=True),
     sa.Column("version", sa.Integer, nullable=False, default=1),
-    sa.Column("live_at", sa.DateTime, nullable=True),
-    sa.Column("ends_at", sa.DateTime, nullable=True),
-    sa.Column("started_at", sa.DateTime, nullable=True),
-    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("live_at", UtcDateTime, nullable=True),
+    sa.Column("ends_at", UtcDateTime, nullable=True),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
     sa.Column("end_reason", sa.String(16), nullable=True),
-    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
 notifications_table = sa.Table(
@@ -55,7 +70,7 @@ notifications_table = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("call_id", sa.Integer, nullable=True),
     sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_notifications_user_id_id", "user_id", "id"),
 )
 
@@ -64,6 +79,67 @@ questions_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("text", sa.String(500), nullable=False),
+)
+
+chat_rooms_table = sa.Table(
+    "chat_rooms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_a", sa.String(64), nullable=False),
+    sa.Column("user_b", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # The pair key: one room per pair of users, whoever inserts first.
+    sa.UniqueConstraint("user_a", "user_b", name="uq_chat_rooms_pair"),
+)
+
+#: One row per room: the last ``seq`` handed out. Incremented inside the
+#: transaction that inserts the message, so a rolled-back insert leaves no gap.
+chat_counters_table = sa.Table(
+    "chat_counters",
+    metadata,
+    sa.Column("room_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+    sa.Column("last_at", UtcDateTime, nullable=False),
+)
+
+chat_messages_table = sa.Table(
+    "chat_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("room_id", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("sender_id", sa.String(64), nullable=False),
+    sa.Column("client_msg_id", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("room_id", "seq", name="uq_chat_messages_room_seq"),
+    sa.UniqueConstraint(
+        "room_id", "sender_id", "client_msg_id", name="uq_chat_messages_client_msg"
+    ),
+)
+
+chat_reads_table = sa.Table(
+    "chat_reads",
+    metadata,
+    sa.Column("room_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+gifts_table = sa.Table(
+    "gifts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sender_id", sa.String(64), nullable=False),
+    sa.Column("receiver_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("message", sa.String(500), nullable=False),
+    sa.Column("scheduled_at", UtcDateTime, nullable=True),
+    sa.Column("call_id", sa.Integer, sa.ForeignKey("calls.id"), nullable=True),
+    sa.Column("opened_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_gifts_sender_receiver", "sender_id", "receiver_id"),
+    sa.Index("ix_gifts_receiver_id", "receiver_id", "id"),
 )
 
 
@@ -283,17 +359,368 @@ class SqlQuestionStore(QuestionStore):
             )
 
     async def random(self) -> Question | None:
-        # A random point in the id range, then the first id at or above it:
-        # two index look-ups, never an ORDER BY RAND() scan of the table.
+        # A uniform offset into the count, then that row in primary-key order:
+        # every question equally likely whatever the gaps deletions left in
+        # the ids, and the database walks the id index, never sorts or scans
+        # the rows (no ORDER BY RAND()).
         q = questions_table.c
         async with self._engine.connect() as conn:
-            bounds = (await conn.execute(sa.select(sa.func.min(q.id), sa.func.max(q.id)))).one()
-            if bounds[0] is None:
+            total = int((await conn.execute(sa.select(sa.func.count(q.id)))).scalar_one())
+            if total == 0:
                 return None
-            pick = random.randint(bounds[0], bounds[1])
+            offset = random.randrange(total)
             row = (
+                await conn.execute(sa.select(q.id, q.text).order_by(q.id).limit(1).offset(offset))
+            ).one_or_none()
+            if row is None:  # a delete between the two statements: take the last one
+                row = (
+                    await conn.execute(sa.select(q.id, q.text).order_by(q.id.desc()).limit(1))
+                ).one_or_none()
+        return Question(row.id, row.text) if row is not None else None
+
+
+#: Attempts at a write that can lose a race on a unique key (counter row,
+#: read marker); each attempt re-reads, so only a storm could exhaust them.
+_RACE_ATTEMPTS = 8
+
+
+def _room_from_row(row: Any) -> ChatRoom:
+    return ChatRoom(row.id, row.user_a, row.user_b, as_utc(row.created_at))
+
+
+def _message_from_row(row: Any) -> ChatMessage:
+    return ChatMessage(
+        room_id=row.room_id,
+        seq=row.seq,
+        sender_id=row.sender_id,
+        content=row.content,
+        client_msg_id=row.client_msg_id,
+        created_at=as_utc(row.created_at),
+    )
+
+
+def _gift_from_row(row: Any) -> Gift:
+    return Gift(
+        id=row.id,
+        sender_id=row.sender_id,
+        receiver_id=row.receiver_id,
+        kind=GiftKind(row.kind),
+        message=row.message,
+        created_at=as_utc(row.created_at),
+        scheduled_at=_aware(row.scheduled_at),
+        call_id=row.call_id,
+        opened_at=_aware(row.opened_at),
+    )
+
+
+class SqlRoomStore(RoomStore):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get_or_create(self, user1: str, user2: str) -> tuple[ChatRoom, bool]:
+        existing = await self.find(user1, user2)
+        if existing is not None:
+            return existing, False
+        user_a, user_b = ordered_pair(user1, user2)
+        try:
+            async with self._engine.begin() as conn:
                 await conn.execute(
-                    questions_table.select().where(q.id >= pick).order_by(q.id).limit(1)
+                    chat_rooms_table.insert().values(
+                        user_a=user_a, user_b=user_b, created_at=_naive(datetime.now(UTC))
+                    )
                 )
+        except sa.exc.IntegrityError:
+            pass  # the other user's insert won: theirs is the room
+        else:
+            room = await self.find(user1, user2)
+            assert room is not None
+            return room, True
+        room = await self.find(user1, user2)
+        assert room is not None, "unique pair violated but no room found"
+        return room, False
+
+    async def get(self, room_id: int) -> ChatRoom | None:
+        query = chat_rooms_table.select().where(chat_rooms_table.c.id == room_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return _room_from_row(row) if row else None
+
+    async def find(self, user1: str, user2: str) -> ChatRoom | None:
+        user_a, user_b = ordered_pair(user1, user2)
+        c = chat_rooms_table.c
+        query = chat_rooms_table.select().where(c.user_a == user_a, c.user_b == user_b)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return _room_from_row(row) if row else None
+
+    async def list_for_user(self, user_id: str) -> list[ChatRoom]:
+        c = chat_rooms_table.c
+        query = chat_rooms_table.select().where(sa.or_(c.user_a == user_id, c.user_b == user_id))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_room_from_row(r) for r in rows]
+
+
+class SqlMessageStore(MessageStore):
+    """Messages in the SQL database; ``seq`` comes from a per-room counter row
+    that the inserting transaction increments first (so the write lock is
+    taken before anything is read, and a rollback returns the number)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # SQLite has one writer per file and makes the others poll with
+        # sleeps (busy_timeout): queueing this process's writers here instead
+        # cuts a send's latency by an order of magnitude under load. Other
+        # processes still wait on the file lock; MySQL locks the counter row.
+        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+
+    async def _find(self, room_id: int, sender_id: str, client_msg_id: str) -> ChatMessage | None:
+        m = chat_messages_table.c
+        query = chat_messages_table.select().where(
+            m.room_id == room_id, m.sender_id == sender_id, m.client_msg_id == client_msg_id
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return _message_from_row(row) if row else None
+
+    async def append(
+        self, room_id: int, sender_id: str, content: str, client_msg_id: str
+    ) -> tuple[ChatMessage, bool]:
+        existing = await self._find(room_id, sender_id, client_msg_id)
+        if existing is not None:
+            return existing, False
+        k = chat_counters_table.c
+        for _ in range(_RACE_ATTEMPTS):
+            try:
+                async with self._write_lock, self._engine.begin() as conn:
+                    now = datetime.now(UTC)
+                    bumped = await conn.execute(
+                        chat_counters_table.update()
+                        .where(k.room_id == room_id)
+                        .values(last_seq=k.last_seq + 1, last_at=_naive(now))
+                    )
+                    if bumped.rowcount == 1:
+                        seq = (
+                            await conn.execute(sa.select(k.last_seq).where(k.room_id == room_id))
+                        ).scalar_one()
+                    else:
+                        seq = 1
+                        await conn.execute(
+                            chat_counters_table.insert().values(
+                                room_id=room_id, last_seq=seq, last_at=_naive(now)
+                            )
+                        )
+                    await conn.execute(
+                        chat_messages_table.insert().values(
+                            room_id=room_id,
+                            seq=seq,
+                            sender_id=sender_id,
+                            client_msg_id=client_msg_id,
+                            content=content,
+                            created_at=_naive(now),
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                # Either a concurrent retry of this very message won (return
+                # it) or another sender created the counter row first (retry).
+                existing = await self._find(room_id, sender_id, client_msg_id)
+                if existing is not None:
+                    return existing, False
+                continue
+            message = ChatMessage(room_id, seq, sender_id, content, client_msg_id, now)
+            return message, True
+        raise RuntimeError(f"room {room_id}: too many concurrent writers")
+
+    async def after(self, room_id: int, after_seq: int, limit: int) -> list[ChatMessage]:
+        m = chat_messages_table.c
+        query = (
+            chat_messages_table.select()
+            .where(m.room_id == room_id, m.seq > after_seq)
+            .order_by(m.seq)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_message_from_row(r) for r in rows]
+
+    async def before(self, room_id: int, before_seq: int | None, limit: int) -> list[ChatMessage]:
+        m = chat_messages_table.c
+        query = chat_messages_table.select().where(m.room_id == room_id)
+        if before_seq is not None:
+            query = query.where(m.seq < before_seq)
+        query = query.order_by(m.seq.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_message_from_row(r) for r in rows]
+
+    async def last_seq(self, room_id: int) -> int:
+        k = chat_counters_table.c
+        async with self._engine.connect() as conn:
+            value = (
+                await conn.execute(sa.select(k.last_seq).where(k.room_id == room_id))
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    async def mark_read(self, room_id: int, user_id: str, seq: int) -> int:
+        # ``last_seq`` only grows, so clamping to a value read just before is
+        # still safe; the write transaction then starts with its write.
+        target = min(seq, await self.last_seq(room_id))
+        r = chat_reads_table.c
+        where = (r.room_id == room_id, r.user_id == user_id)
+        for _ in range(_RACE_ATTEMPTS):
+            try:
+                async with self._write_lock, self._engine.begin() as conn:
+                    await conn.execute(
+                        chat_reads_table.update().where(*where, r.seq < target).values(seq=target)
+                    )
+                    marker = (
+                        await conn.execute(sa.select(r.seq).where(*where))
+                    ).scalar_one_or_none()
+                    if marker is None:
+                        await conn.execute(
+                            chat_reads_table.insert().values(
+                                room_id=room_id, user_id=user_id, seq=target
+                            )
+                        )
+                        marker = target
+            except sa.exc.IntegrityError:
+                continue  # the first marker was inserted meanwhile: update it
+            return int(marker)
+        raise RuntimeError(f"room {room_id}: too many concurrent read markers")
+
+    async def summaries(self, user_id: str, room_ids: list[int]) -> dict[int, RoomSummary]:
+        if not room_ids:
+            return {}
+        m, k, r = chat_messages_table.c, chat_counters_table.c, chat_reads_table.c
+        last_query = (
+            chat_messages_table.select()
+            .join(chat_counters_table, sa.and_(k.room_id == m.room_id, k.last_seq == m.seq))
+            .where(m.room_id.in_(room_ids))
+        )
+        reads_query = sa.select(r.room_id, r.seq).where(
+            r.user_id == user_id, r.room_id.in_(room_ids)
+        )
+        unread_query = (
+            sa.select(m.room_id, sa.func.count())
+            .select_from(
+                chat_messages_table.outerjoin(
+                    chat_reads_table, sa.and_(r.room_id == m.room_id, r.user_id == user_id)
+                )
+            )
+            .where(
+                m.room_id.in_(room_ids),
+                m.sender_id != user_id,
+                m.seq > sa.func.coalesce(r.seq, 0),
+            )
+            .group_by(m.room_id)
+        )
+        async with self._engine.connect() as conn:
+            last = {row.room_id: _message_from_row(row) for row in await conn.execute(last_query)}
+            reads = {row.room_id: int(row.seq) for row in await conn.execute(reads_query)}
+            unread = {rid: int(n) for rid, n in await conn.execute(unread_query)}
+        return {
+            rid: RoomSummary(rid, last.get(rid), unread.get(rid, 0), reads.get(rid, 0))
+            for rid in room_ids
+        }
+
+
+class SqlGiftStore(GiftStore):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _insert(self, conn: Any, values: dict[str, Any]) -> Gift:
+        result = await conn.execute(gifts_table.insert().values(**values))
+        gift_id = result.inserted_primary_key[0]
+        row = (await conn.execute(gifts_table.select().where(gifts_table.c.id == gift_id))).one()
+        return _gift_from_row(row)
+
+    async def create(self, sender_id: str, receiver_id: str, message: str) -> Gift:
+        async with self._engine.begin() as conn:
+            return await self._insert(
+                conn,
+                {
+                    "sender_id": sender_id,
+                    "receiver_id": receiver_id,
+                    "kind": GiftKind.GENERAL.value,
+                    "message": message,
+                    "created_at": _naive(datetime.now(UTC)),
+                },
+            )
+
+    async def create_with_call(
+        self,
+        sender_id: str,
+        receiver_id: str,
+        message: str,
+        *,
+        scheduled_at: datetime,
+        opens_at: datetime,
+        closes_at: datetime,
+    ) -> tuple[Gift, CallRecord]:
+        now = _naive(datetime.now(UTC))
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                calls_table.insert().values(
+                    caller_id=sender_id,
+                    callee_id=receiver_id,
+                    scheduled_at=_naive(scheduled_at),
+                    opens_at=_naive(opens_at),
+                    closes_at=_naive(closes_at),
+                    state=CallState.SCHEDULED.value,
+                    version=1,
+                    created_at=now,
+                )
+            )
+            call_id = result.inserted_primary_key[0]  # type: ignore[index]
+            call_row = (
+                await conn.execute(calls_table.select().where(calls_table.c.id == call_id))
             ).one()
-        return Question(row.id, row.text)
+            gift = await self._insert(
+                conn,
+                {
+                    "sender_id": sender_id,
+                    "receiver_id": receiver_id,
+                    "kind": GiftKind.SPECIAL.value,
+                    "message": message,
+                    "scheduled_at": _naive(scheduled_at),
+                    "call_id": call_id,
+                    "created_at": now,
+                },
+            )
+        return gift, _call_from_row(call_row)
+
+    async def get(self, gift_id: int) -> Gift | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(gifts_table.select().where(gifts_table.c.id == gift_id))
+            ).one_or_none()
+        return _gift_from_row(row) if row else None
+
+    async def list_for_user(self, user_id: str, box: GiftBox, limit: int = 100) -> list[Gift]:
+        g = gifts_table.c
+        owner = g.receiver_id if box is GiftBox.RECEIVED else g.sender_id
+        query = gifts_table.select().where(owner == user_id).order_by(g.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_gift_from_row(r) for r in rows]
+
+    async def open(self, gift_id: int, at: datetime) -> Gift | None:
+        g = gifts_table.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                gifts_table.update()
+                .where(g.id == gift_id, g.opened_at.is_(None))
+                .values(opened_at=_naive(at))
+            )
+            row = (await conn.execute(gifts_table.select().where(g.id == gift_id))).one_or_none()
+        return _gift_from_row(row) if row else None
+
+    async def has_sent(self, sender_id: str, receiver_id: str) -> bool:
+        g = gifts_table.c
+        query = (
+            sa.select(g.id).where(g.sender_id == sender_id, g.receiver_id == receiver_id).limit(1)
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None

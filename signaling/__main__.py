@@ -36,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         print=lambda msg: logger.info(msg.strip(), extra={"event": "server.listening"}),
         access_log=None,
+        # Clients were told to go at shutdown; don't wait a minute for stragglers.
+        shutdown_timeout=3.0,
     )
     return 0
 

@@ -3,9 +3,10 @@ starts them in order and stops them in reverse (aiohttp ``cleanup_ctx``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,15 +19,21 @@ from persistence.models import utcnow
 from rtc_bridge.base import MediaBackend
 from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
-from signaling import ops, questions
+from signaling import ops, questions, web_routes
 from signaling.auth import TokenVerifier
 from signaling.calls import routes as call_routes
 from signaling.calls.namespace import CallNamespace, SocketOutbox
 from signaling.calls.service import CallRules, CallService
+from signaling.chat import routes as chat_routes
+from signaling.chat.namespace import ChatNamespace, SocketChatOutbox
+from signaling.chat.service import ChatService
 from signaling.config import ConfigError, Settings
+from signaling.edge import GuardedServer
 from signaling.errors import ApiError
+from signaling.gifts import routes as gift_routes
+from signaling.gifts.service import GiftService
 from signaling.http import cors_middleware_for, error_middleware
-from signaling.keys import CALLS, METRICS, SETTINGS, STORES, VERIFIER
+from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, VERIFIER
 from signaling.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -52,11 +59,11 @@ class OrjsonCodec:
             return json.loads(text)
 
 
-def create_sio(settings: Settings) -> socketio.AsyncServer:
+def create_sio(settings: Settings) -> GuardedServer:
     origins: Any = None  # same origin only
     if settings.cors_origins:
         origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
-    sio = socketio.AsyncServer(
+    sio = GuardedServer(
         async_mode="aiohttp",
         json=OrjsonCodec,
         # Handle each connection's events inline, in arrival order: signals
@@ -76,6 +83,56 @@ def create_media(settings: Settings) -> MediaBackend:
     raise ConfigError(f"SIGNALING_MEDIA={settings.media} is not available in this version yet")
 
 
+def call_rules(settings: Settings) -> CallRules:
+    return CallRules(
+        countdown_s=settings.countdown_s,
+        limit_s=settings.limit_s,
+        notify_before_s=settings.notify_before_s,
+        join_grace_s=settings.join_grace_s,
+        signal_queue_max=settings.signal_queue_max,
+        ice_servers=settings.ice_servers,
+    )
+
+
+def socket_authenticator(verifier: TokenVerifier) -> Callable[[Any], str]:
+    """The Socket.IO connect check: a refused connection's ``connect_error``
+    carries PROTOCOL.md's ``unauthorized`` message and data."""
+
+    def authenticate(auth: Any) -> str:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            return verifier.user_id(token)
+        except ApiError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unauthorized", {"code": "unauthorized", "message": exc.message}
+            ) from None
+
+    return authenticate
+
+
+def client_disconnector(sio: GuardedServer) -> Callable[[web.Application], Awaitable[None]]:
+    """An ``on_shutdown`` hook that tells every client to go.
+
+    It runs before aiohttp waits for open handlers: without it every websocket
+    would hold the shutdown until its ping timeout. It never waits on a
+    socket's queue: a client that is just going away never drains it.
+    """
+
+    async def disconnect_clients(app: web.Application) -> None:
+        sockets = list(sio.eio.sockets.values())
+        if sockets:
+            await asyncio.wait_for(
+                asyncio.gather(*(s.close(wait=False) for s in sockets), return_exceptions=True),
+                timeout=5,
+            )
+        logger.info(
+            "clients disconnected",
+            extra={"event": "server.stopping", "connections": len(sockets)},
+        )
+
+    return disconnect_clients
+
+
 def create_app(settings: Settings) -> web.Application:
     middlewares: list[Any] = [error_middleware]
     if settings.cors_origins:
@@ -90,19 +147,15 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app.router.add_routes(call_routes.routes)
     app.router.add_routes(questions.routes)
+    app.router.add_routes(chat_routes.routes)
+    app.router.add_routes(gift_routes.routes)
     app.router.add_routes(ops.routes)
+    app.router.add_routes(web_routes.routes)
 
-    def authenticate(auth: Any) -> str:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        try:
-            return verifier.user_id(token)
-        except ApiError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                "unauthorized", {"code": "unauthorized", "message": exc.message}
-            ) from None
+    authenticate = socket_authenticator(verifier)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        stores = await open_stores(settings.database_url)
+        stores = await open_stores(settings.database_url, settings.message_store_url)
         app[STORES] = stores
         media = create_media(settings)
         try:
@@ -113,14 +166,7 @@ def create_app(settings: Settings) -> web.Application:
                 media=media,
                 outbox=SocketOutbox(sio),
                 metrics=metrics,
-                rules=CallRules(
-                    countdown_s=settings.countdown_s,
-                    limit_s=settings.limit_s,
-                    notify_before_s=settings.notify_before_s,
-                    join_grace_s=settings.join_grace_s,
-                    signal_queue_max=settings.signal_queue_max,
-                    ice_servers=settings.ice_servers,
-                ),
+                rules=call_rules(settings),
             )
             timers = CallTimers(
                 stores.calls,
@@ -133,6 +179,15 @@ def create_app(settings: Settings) -> web.Application:
             service.timers = timers
             app[CALLS] = service
             sio.register_namespace(CallNamespace(service, authenticate, metrics))
+            chat = ChatService(
+                rooms=stores.rooms,
+                messages=stores.messages,
+                outbox=SocketChatOutbox(sio),
+                metrics=metrics,
+            )
+            app[CHAT] = chat
+            app[GIFTS] = GiftService(gifts=stores.gifts, calls=service, chat=chat, metrics=metrics)
+            sio.register_namespace(ChatNamespace(chat, authenticate, metrics))
             await timers.start()
             if settings.dev:
                 await _seed_demo(stores, service)
@@ -141,6 +196,7 @@ def create_app(settings: Settings) -> web.Application:
                 extra={
                     "event": "server.ready",
                     "database": settings.database_url.split("://")[0],
+                    "message_store": settings.message_store_url.split("://")[0] or "database",
                     "media": media.name,
                     "questions_seeded": seeded,
                     "dev": settings.dev,
@@ -154,6 +210,7 @@ def create_app(settings: Settings) -> web.Application:
             logger.info("server stopped", extra={"event": "server.stopped"})
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(client_disconnector(sio))
     return app
 
 

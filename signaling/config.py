@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -46,6 +47,8 @@ class Settings:
     sweep_interval_s: float = 30.0
     signal_queue_max: int = 64
     log_level: str = "INFO"
+    #: users who may add questions to the icebreaker bank
+    admin_ids: frozenset[str] = frozenset()
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def replace(self, **changes: Any) -> Settings:
@@ -66,8 +69,20 @@ def _number(name: str, raw: str, *, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{PREFIX}{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _integer(name: str, raw: str, *, minimum: int, maximum: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{PREFIX}{name} must be from {minimum} to {maximum}, got {raw!r}")
     return value
 
 
@@ -81,6 +96,15 @@ def _ice_servers(raw: str) -> tuple[dict[str, Any], ...]:
     ):
         raise ConfigError(f"{PREFIX}ICE_SERVERS must be a JSON list of objects with 'urls'")
     return tuple(value)
+
+
+def _id_list(name: str, raw: str) -> frozenset[str]:
+    ids = [part.strip() for part in raw.split(",")]
+    ids = [i for i in ids if i]
+    too_long = [i for i in ids if len(i) > 64]
+    if too_long:
+        raise ConfigError(f"{PREFIX}{name}: user ids are at most 64 characters: {too_long[0]!r}")
+    return frozenset(ids)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,15 +144,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         if raw:
             values[attr] = _number(var, raw)
     if raw := get("PORT"):
-        values["port"] = int(_number("PORT", raw, minimum=0))
+        values["port"] = _integer("PORT", raw, minimum=0, maximum=65535)
     if raw := get("SIGNAL_QUEUE_MAX"):
-        values["signal_queue_max"] = int(_number("SIGNAL_QUEUE_MAX", raw, minimum=1))
+        values["signal_queue_max"] = _integer("SIGNAL_QUEUE_MAX", raw, minimum=1, maximum=10_000)
     if raw := get("DEV"):
         values["dev"] = _bool("DEV", raw)
     if raw := get("CORS_ORIGINS"):
         values["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
     if raw := get("MEDIA"):
         values["media"] = raw.strip().lower()
+    if raw := get("ADMIN_IDS"):
+        values["admin_ids"] = _id_list("ADMIN_IDS", raw)
     if raw := get("ICE_SERVERS"):
         values["ice_servers"] = _ice_servers(raw)
 
@@ -144,6 +170,12 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"{PREFIX}CALL_LIMIT_S must be positive")
     if settings.sweep_interval_s <= 0:
         raise ConfigError(f"{PREFIX}SWEEP_INTERVAL_S must be positive")
+    if settings.message_store_url and not settings.message_store_url.startswith(
+        ("mongodb://", "mongodb+srv://")
+    ):
+        raise ConfigError(
+            f"{PREFIX}MESSAGE_STORE_URL must be a mongodb:// URL (or empty for the SQL database)"
+        )
     if settings.media == "openvidu" and not (settings.openvidu_url and settings.openvidu_secret):
         raise ConfigError(f"{PREFIX}MEDIA=openvidu needs {PREFIX}OPENVIDU_URL and _SECRET")
     if not settings.jwt_secret:

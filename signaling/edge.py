@@ -8,6 +8,7 @@ from typing import Any
 
 import socketio
 from pydantic import ValidationError
+from socketio import packet
 
 from signaling.errors import ApiError, error_body, validation_message
 from signaling.metrics import Metrics
@@ -19,6 +20,23 @@ OK: dict[str, Any] = {"ok": True}
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 _LIFECYCLE = frozenset({"connect", "disconnect"})
+#: Event names a client may not send: python-socketio would hand them to the
+#: lifecycle handlers, which cannot tell them from a real connect/disconnect.
+_RESERVED = frozenset({*_LIFECYCLE, "connect_error"})
+
+
+class GuardedServer(socketio.AsyncServer):
+    """python-socketio's server, refusing client events with reserved names."""
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        if data and isinstance(data[0], str) and data[0] in _RESERVED:
+            if id is not None:
+                ack = error_body("invalid", f"{data[0]!r} is a reserved event name")
+                await self._send_packet(
+                    eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=[ack])
+                )
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
 
 
 class GuardedNamespace(socketio.AsyncNamespace):

@@ -7,7 +7,9 @@ from aiohttp import web
 from persistence.factory import Stores
 from signaling.auth import TokenVerifier
 from signaling.calls.service import CallService
+from signaling.chat.service import ChatService
 from signaling.config import Settings
+from signaling.gifts.service import GiftService
 from signaling.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -15,3 +17,5 @@ VERIFIER = web.AppKey("verifier", TokenVerifier)
 METRICS = web.AppKey("metrics", Metrics)
 STORES = web.AppKey("stores", Stores)
 CALLS = web.AppKey("calls", CallService)
+CHAT = web.AppKey("chat", ChatService)
+GIFTS = web.AppKey("gifts", GiftService)

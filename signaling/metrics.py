@@ -40,6 +40,14 @@ class Metrics:
         self.errors = Counter(
             "signaling_errors", "Error answers by code", ["code"], registry=self.registry
         )
+        self.chat_messages = Counter(
+            "signaling_chat_messages_stored",
+            "Chat messages stored (retries of a stored message not counted)",
+            registry=self.registry,
+        )
+        self.gifts = Counter(
+            "signaling_gifts_sent", "Gifts sent, by kind", ["kind"], registry=self.registry
+        )
         self.timer_lateness = Histogram(
             "signaling_timer_lateness_seconds",
             "How late a call timer applied its effect after its deadline",

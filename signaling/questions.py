@@ -1,12 +1,22 @@
-"""The icebreaker question bank: built-in questions and the random route."""
+"""The icebreaker question bank: built-in questions, the random route and
+the admins' route that adds questions."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+from typing import Annotated
 
-from signaling.errors import ApiError
-from signaling.http import ok, require_user
-from signaling.keys import STORES
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from signaling.errors import ApiError, forbidden
+from signaling.http import ok, read_body, require_user
+from signaling.keys import SETTINGS, STORES
+
+logger = logging.getLogger(__name__)
+
+#: The ``questions.text`` column holds at most this many characters.
+MAX_QUESTION = 500
 
 #: Seeded into an empty bank at start-up.
 BUILT_IN_QUESTIONS = (
@@ -42,3 +52,26 @@ async def random_question(request: web.Request) -> web.Response:
     if question is None:
         raise ApiError("not_found", "the question bank is empty")
     return ok(question=question.to_wire())
+
+
+class NewQuestion(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    text: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION)
+    ]
+
+
+@routes.post("/api/questions")
+async def add_question(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    if user_id not in request.app[SETTINGS].admin_ids:
+        raise forbidden("only admins add questions")
+    body = await read_body(request, NewQuestion)
+    question = await request.app[STORES].questions.add(body.text)
+    logger.info(
+        "question %s added",
+        question.id,
+        extra={"event": "question.added", "question_id": question.id, "admin_id": user_id},
+    )
+    return ok(201, question=question.to_wire())

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 #: PROTOCOL limits: an SDP over 64 KiB or a candidate over 4 KiB is invalid.
 MAX_SDP = 64 * 1024
@@ -58,6 +66,14 @@ class ScheduleCall(_Strict):
 
     partner_id: UserId
     scheduled_at: AwareDatetime
+
+    @field_validator("scheduled_at", mode="before")
+    @classmethod
+    def _time_is_a_string(cls, value: object) -> object:
+        # PROTOCOL: times are ISO 8601 strings; lax mode would take epoch numbers.
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 string with a zone, e.g. 2026-01-31T18:00:00Z")
+        return value
 
     @model_validator(mode="before")
     @classmethod

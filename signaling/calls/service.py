@@ -21,6 +21,7 @@ from persistence.models import (
     CallState,
     EndReason,
     Question,
+    as_utc,
     iso,
     utcnow,
 )
@@ -136,6 +137,7 @@ class CallService:
         """
         if partner_id == caller_id:
             raise invalid("partner_id: you cannot call yourself")
+        scheduled_at = as_utc(scheduled_at)
         now = utcnow()
         if scheduled_at <= now:
             raise invalid("scheduled_at: must be in the future")

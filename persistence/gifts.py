@@ -1,0 +1,92 @@
+"""Store contract for gifts; a special gift is stored together with its call."""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from persistence.models import CallRecord, iso
+
+#: A gift's message is at most this many characters.
+MAX_GIFT_MESSAGE = 500
+
+
+class GiftKind(enum.StrEnum):
+    GENERAL = "general"
+    SPECIAL = "special"
+
+
+class GiftBox(enum.StrEnum):
+    RECEIVED = "received"
+    SENT = "sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Gift:
+    id: int
+    sender_id: str
+    receiver_id: str
+    kind: GiftKind
+    message: str
+    created_at: datetime
+    #: a special gift's call: when it is and which call it is
+    scheduled_at: datetime | None = None
+    call_id: int | None = None
+    opened_at: datetime | None = None
+
+    def has_party(self, user_id: str) -> bool:
+        return user_id in (self.sender_id, self.receiver_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``gift`` object (see docs/chat-and-gifts.md)."""
+        return {
+            "id": self.id,
+            "sender_id": self.sender_id,
+            "receiver_id": self.receiver_id,
+            "kind": self.kind.value,
+            "message": self.message,
+            "scheduled_at": iso(self.scheduled_at),
+            "call_id": self.call_id,
+            "opened": self.opened_at is not None,
+            "opened_at": iso(self.opened_at),
+            "created_at": iso(self.created_at),
+        }
+
+
+class GiftStore(abc.ABC):
+    @abc.abstractmethod
+    async def create(self, sender_id: str, receiver_id: str, message: str) -> Gift:
+        """Insert a general gift."""
+
+    @abc.abstractmethod
+    async def create_with_call(
+        self,
+        sender_id: str,
+        receiver_id: str,
+        message: str,
+        *,
+        scheduled_at: datetime,
+        opens_at: datetime,
+        closes_at: datetime,
+    ) -> tuple[Gift, CallRecord]:
+        """Insert a special gift and its call (state ``scheduled``, the sender
+        as caller) in one transaction: both are stored or neither is."""
+
+    @abc.abstractmethod
+    async def get(self, gift_id: int) -> Gift | None: ...
+
+    @abc.abstractmethod
+    async def list_for_user(self, user_id: str, box: GiftBox, limit: int = 100) -> list[Gift]:
+        """The user's received or sent gifts, newest first."""
+
+    @abc.abstractmethod
+    async def open(self, gift_id: int, at: datetime) -> Gift | None:
+        """Set ``opened_at`` if it is not set yet (a second open changes
+        nothing); returns the stored gift, ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def has_sent(self, sender_id: str, receiver_id: str) -> bool:
+        """Whether ``sender_id`` ever gave ``receiver_id`` a gift."""

@@ -1,0 +1,1 @@
+"""Gifts: general ones, and special ones that book a call."""

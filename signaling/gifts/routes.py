@@ -1,0 +1,49 @@
+"""REST routes of gifts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from persistence.gifts import GiftBox, GiftKind
+from signaling.errors import invalid
+from signaling.gifts.schemas import SendGift
+from signaling.http import ok, path_id, read_body, require_user
+from signaling.keys import GIFTS
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/gifts")
+async def send_gift(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    body = await read_body(request, SendGift)
+    gift = await request.app[GIFTS].send(
+        user_id, body.receiver_id, GiftKind(body.kind), body.message, body.scheduled_at
+    )
+    return ok(201, gift=gift.to_wire())
+
+
+@routes.get("/api/gifts")
+async def list_gifts(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    raw = request.query.get("box", GiftBox.RECEIVED.value)
+    try:
+        box = GiftBox(raw)
+    except ValueError:
+        raise invalid("box must be received or sent") from None
+    gifts = await request.app[GIFTS].list_gifts(user_id, box)
+    return ok(gifts=[g.to_wire() for g in gifts])
+
+
+@routes.get("/api/gifts/{id}")
+async def get_gift(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    gift = await request.app[GIFTS].get(user_id, path_id(request))
+    return ok(gift=gift.to_wire())
+
+
+@routes.post("/api/gifts/{id}/open")
+async def open_gift(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    gift = await request.app[GIFTS].open(user_id, path_id(request))
+    return ok(gift=gift.to_wire())

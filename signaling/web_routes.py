@@ -1,0 +1,33 @@
+"""The static web client (``signaling/web``): the page at ``/``, its assets under ``/web/``.
+
+Plain files, no build step; they ship inside the package (``package_data``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+#: Where the client's files live, inside the installed package.
+WEB_ROOT = Path(__file__).resolve().parent / "web"
+
+#: Revalidate on every load: a new server version must not meet a stale app.js.
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_ROOT / "index.html", headers=_NO_CACHE)
+
+
+@routes.get("/web/{name}")
+async def asset(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    # One flat folder: a name with a separator or a dot-file is never served.
+    path = WEB_ROOT / name
+    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound(reason="no such file")
+    return web.FileResponse(path, headers=_NO_CACHE)
