@@ -62,27 +62,40 @@ class CallStore(abc.ABC):
         """
 
     async def update(
-        self, call_id: int, decide: Decision, *, cause: str = ""
+        self,
+        call_id: int,
+        decide: Decision,
+        *,
+        cause: str = "",
+        known: CallRecord | None = None,
     ) -> tuple[CallRecord | None, CallRecord | None]:
         """Read the call, let ``decide`` pick a change, write it with
         compare-and-set, and retry on a lost race.
+
+        ``known`` is a record the caller just read or wrote: the first attempt
+        decides on it without a read (a stale one only costs a failed
+        compare-and-set). "No change" is only ever concluded on a fresh read.
 
         Returns ``(before, after)``: ``after`` is ``None`` when nothing changed
         (``decide`` said no, or the call does not exist). Each transition is
         logged here, once, whoever made it.
         """
         for _ in range(_CAS_ATTEMPTS):
-            before = await self.get(call_id)
+            before = known if known is not None else await self.get(call_id)
             if before is None:
                 return None, None
             changes = decide(before)
             if changes is None:
+                if known is not None:
+                    known = None
+                    continue
                 return before, None
             if (
                 changes.state is not before.state
                 and changes.state not in ALLOWED_TRANSITIONS[before.state]
             ):
                 raise IllegalTransitionError(f"call {call_id}: {before.state} -> {changes.state}")
+            known = None
             after = await self.transition(before, changes)
             if after is not None:
                 logger.info(

@@ -26,25 +26,12 @@ from persistence.models import (
     CallState,
     Notification,
     Question,
+    apply_changes,
     as_utc,
     utcnow,
 )
 from persistence.presence import PresenceStore
 from persistence.questions import QuestionStore
-
-
-def apply_changes(call: CallRecord, changes: CallChanges) -> CallRecord:
-    """The record ``changes`` turn ``call`` into (one version later)."""
-    updates: dict[str, Any] = {"state": changes.state, "version": call.version + 1}
-    for name in ("live_at", "ends_at", "started_at", "ended_at", "end_reason"):
-        value = getattr(changes, name)
-        if isinstance(value, datetime):
-            updates[name] = as_utc(value)
-        elif value is not None:
-            updates[name] = value
-        elif name in changes.clear:
-            updates[name] = None
-    return dataclasses.replace(call, **updates)
 
 
 class MemoryCallStore(CallStore):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,6 +147,21 @@ class CallChanges:
     ended_at: datetime | None = None
     end_reason: EndReason | None = None
     clear: frozenset[str] = frozenset()
+
+
+def apply_changes(call: CallRecord, changes: CallChanges) -> CallRecord:
+    """The record ``changes`` turn ``call`` into (one version later); every
+    backend writes exactly this."""
+    updates: dict[str, Any] = {"state": changes.state, "version": call.version + 1}
+    for name in ("live_at", "ends_at", "started_at", "ended_at", "end_reason"):
+        value = getattr(changes, name)
+        if isinstance(value, datetime):
+            updates[name] = as_utc(value)
+        elif value is not None:
+            updates[name] = value
+        elif name in changes.clear:
+            updates[name] = None
+    return dataclasses.replace(call, **updates)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from persistence.models import (
     EndReason,
     Notification,
     Question,
+    apply_changes,
     as_utc,
 )
 from persistence.questions import QuestionStore
@@ -176,7 +177,12 @@ def _call_from_row(row: Any) -> CallRecord:
 def create_engine(url: str) -> AsyncEngine:
     """An async engine with the settings each dialect needs to be safe."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite has a single writer anyway, and a second
+        # pooled connection would wait for the write lock in SQLite's busy
+        # handler (sleeps of up to 100 ms) instead of in an asyncio queue.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -247,27 +253,26 @@ class SqlCallStore(CallStore):
         return [_call_from_row(r) for r in rows]
 
     async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+        # One UPDATE, no read-back: the new record is what apply_changes makes
+        # of the version that matched.
+        updated = apply_changes(call, changes)
         c = calls_table.c
-        values: dict[str, Any] = {"state": changes.state.value, "version": call.version + 1}
-        for name in ("live_at", "ends_at", "started_at", "ended_at"):
-            value = getattr(changes, name)
-            if value is not None:
-                values[name] = _naive(value)
-            elif name in changes.clear:
-                values[name] = None
-        if changes.end_reason is not None:
-            values["end_reason"] = changes.end_reason.value
-        elif "end_reason" in changes.clear:
-            values["end_reason"] = None
         statement = (
-            calls_table.update().where(c.id == call.id, c.version == call.version).values(**values)
+            calls_table.update()
+            .where(c.id == call.id, c.version == call.version)
+            .values(
+                state=updated.state.value,
+                version=updated.version,
+                live_at=_naive(updated.live_at),
+                ends_at=_naive(updated.ends_at),
+                started_at=_naive(updated.started_at),
+                ended_at=_naive(updated.ended_at),
+                end_reason=updated.end_reason.value if updated.end_reason else None,
+            )
         )
         async with self._engine.begin() as conn:
             result = await conn.execute(statement)
-            if result.rowcount != 1:
-                return None
-            row = (await conn.execute(calls_table.select().where(c.id == call.id))).one()
-        return _call_from_row(row)
+        return updated if result.rowcount == 1 else None
 
     async def list_unfinished(self) -> list[CallRecord]:
         finals = [s.value for s in FINAL_STATES]

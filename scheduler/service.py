@@ -104,13 +104,17 @@ class CallTimers:
         current: CallRecord | None = None
         try:
             while True:
-                kind, current = await self._apply_due(call_id)
-                if kind is None:
+                kind, written = await self._apply_due(call_id, current)
+                if kind is None or written is None:
+                    current = written or current
                     break
-                await self._announce(kind, current)  # type: ignore[arg-type]
+                current = written
+                await self._announce(kind, current)
                 if deadline is not None:
                     self._observe_lateness(kind, (utcnow() - deadline).total_seconds())
                     deadline = None  # only the first effect was the one scheduled
+                if due_change(current, utcnow()) is None:
+                    break  # what we just wrote is the latest: nothing more is due
         except Exception:
             # A failing job must not stop the scheduler; the sweep retries it.
             logger.exception(
@@ -123,7 +127,9 @@ class CallTimers:
             self.arm(current)
         return current
 
-    async def _apply_due(self, call_id: int) -> tuple[str | None, CallRecord | None]:
+    async def _apply_due(
+        self, call_id: int, known: CallRecord | None
+    ) -> tuple[str | None, CallRecord | None]:
         now = utcnow()
         kinds: list[str] = []
 
@@ -134,7 +140,7 @@ class CallTimers:
             kinds.append(due[0])  # on a lost race the last decision is the one written
             return due[1]
 
-        before, after = await self._calls.update(call_id, decide, cause="timer")
+        before, after = await self._calls.update(call_id, decide, cause="timer", known=known)
         if after is None:
             return None, before
         return kinds[-1], after

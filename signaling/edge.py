@@ -38,6 +38,27 @@ class GuardedServer(socketio.AsyncServer):
             return
         await super()._handle_event(eio_sid, namespace, id, data)
 
+    async def emit_to_sid(self, sid: str, event: str, payload: Any, namespace: str) -> None:
+        """``emit(event, payload, to=sid)`` without the room machinery.
+
+        The relay's hot path: python-socketio's emit resolves ``sid`` as a
+        room, scans the payload for binary parts and spawns a task per
+        recipient that it then waits for. For one connection of this process
+        none of that is needed: encode once and queue the frame. Connections
+        on other processes (a pub/sub client manager) take the normal path.
+        """
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        if eio_sid is None:
+            await self.emit(event, payload, to=sid, namespace=namespace)
+            return
+        # binary=False: payloads here come from JSON, so they have no bytes.
+        await self._send_packet(
+            eio_sid,
+            self.packet_class(
+                packet.EVENT, namespace=namespace, data=[event, payload], binary=False
+            ),
+        )
+
 
 class GuardedNamespace(socketio.AsyncNamespace):
     """A namespace whose ``on_<event>(sid, payload)`` handlers never leak an

@@ -18,6 +18,8 @@ class Metrics:
             ["namespace"],
             registry=self.registry,
         )
+        for namespace in ("/call", "/chat"):
+            self.connections.labels(namespace)  # present (at 0) before anyone connects
         self.calls = Gauge(
             "signaling_calls",
             "Calls by state (from the database)",

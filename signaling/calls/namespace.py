@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import socketio
-
 from signaling.calls.schemas import CallRef, Signal
 from signaling.calls.service import CallService
-from signaling.edge import OK, GuardedNamespace
+from signaling.edge import OK, GuardedNamespace, GuardedServer
 from signaling.metrics import Metrics
 
 NAMESPACE = "/call"
@@ -22,11 +20,11 @@ def user_room(user_id: str) -> str:
 class SocketOutbox:
     """The service's :class:`Outbox` over a python-socketio server."""
 
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(self, sio: GuardedServer) -> None:
         self._sio = sio
 
     async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None:
-        await self._sio.emit(event, payload, to=sid, namespace=NAMESPACE)
+        await self._sio.emit_to_sid(sid, event, payload, NAMESPACE)
 
     async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
         await self._sio.emit(event, payload, room=user_room(user_id), namespace=NAMESPACE)

@@ -219,7 +219,10 @@ class CallService:
             # A (re)joining user means a new negotiation: nobody is connected yet.
             room.connected.clear()
             fresh, after = await self._calls.update(
-                call_id, lambda c: presence_state(c, len(members)), cause=f"join {user_id}"
+                call_id,
+                lambda c: presence_state(c, len(members)),
+                cause=f"join {user_id}",
+                known=call,
             )
             call = after or fresh or call
             if partner_sid is not None:
@@ -439,7 +442,10 @@ class CallService:
                 hung_up = None
                 members = await self._presence.members(call_id)
                 await self._calls.update(
-                    call_id, lambda c: presence_state(c, len(members)), cause=f"{reason} {user_id}"
+                    call_id,
+                    lambda c: presence_state(c, len(members)),
+                    cause=f"{reason} {user_id}",
+                    known=call,
                 )
                 partner_sid = members.get(joined.partner_id)
                 if partner_sid is not None:

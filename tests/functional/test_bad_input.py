@@ -3,6 +3,7 @@ never a dead connection or a dead server."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -216,12 +217,20 @@ async def test_a_message_over_a_megabyte_harms_only_its_own_connection(
     other = await server.schedule("carol", "dave")
     await both_in(alice, bob, call_id)
     await both_in(carol, dave, int(other["id"]))
+    closed = asyncio.Event()
+    alice.sio.on("disconnect", lambda *_: closed.set(), namespace="/call")
     huge = {"call_id": call_id, "type": "offer", "sdp": "x" * 1_100_000}
-    try:
-        ack = await alice.emit("signal", huge, timeout=3)
-    except Exception:  # the server may close the connection instead of answering
-        ack = None
-    if ack is not None:
+    answer = asyncio.ensure_future(alice.emit("signal", huge, timeout=10))
+    gone = asyncio.ensure_future(closed.wait())
+    # Either an error ack or the end of that connection, never silence.
+    await asyncio.wait({answer, gone}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    for task in (answer, gone):
+        task.cancel()
+    outcomes: tuple[Any, ...] = await asyncio.gather(answer, gone, return_exceptions=True)
+    ack = outcomes[0]
+    if isinstance(ack, BaseException):
+        assert closed.is_set(), f"no ack ({ack!r}) and the connection is still open"
+    else:
         assert_error(ack, "invalid")
     assert bob.events["signal"] == []
     await assert_still_serving(server, carol, dave, int(other["id"]))

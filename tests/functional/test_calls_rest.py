@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import jwt
@@ -44,6 +44,20 @@ async def test_scheduling_answers_201_with_the_call(server: RunningServer) -> No
     assert call["state"] == "open"
     assert (call["started_at"], call["ended_at"], call["end_reason"]) == (None, None, None)
     assert await call_state(server, "bob", call["id"]) == call
+
+
+async def test_a_time_with_another_offset_comes_back_as_the_same_instant_in_utc(
+    server: RunningServer,
+) -> None:
+    when = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=250_000)
+    local = when.astimezone(timezone(timedelta(hours=2)))
+    status, body = await post_call(
+        server, "alice", {"partner_id": "bob", "scheduled_at": local.isoformat()}
+    )
+    assert status == 201, body
+    assert parse_iso(body["call"]["scheduled_at"]) == when
+    listed = (await server.request("GET", "/api/calls", "bob"))[1]["calls"]
+    assert [parse_iso(c["scheduled_at"]) for c in listed] == [when]
 
 
 async def test_a_call_beyond_the_window_stays_scheduled(lab: Lab) -> None:
