@@ -43,10 +43,12 @@ class Stores:
         """Raise if a backend does not answer (used by the health route)."""
         await self.calls.get(0)
         await self.messages.ping()
+        await self.presence.ping()
 
     async def close(self) -> None:
         # The message store opened last (it may be a MongoDB client of its own).
         await self.messages.close()
+        await self.presence.close()
         for engine in reversed(self._closers):
             dispose = getattr(engine, "dispose", None)
             if dispose is not None:
@@ -70,7 +72,23 @@ async def open_message_store(url: str) -> MessageStore:
     return await MongoMessageStore.open(url)
 
 
-async def open_stores(database_url: str, message_store_url: str = "") -> Stores:
+def open_presence(redis_url: str = "") -> PresenceStore:
+    """Presence shared through Redis (several processes), else in this process."""
+    if not redis_url:
+        return MemoryPresenceStore()
+    try:
+        from persistence.redis import RedisPresenceStore
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"shared presence needs the 'redis' extra "
+            f"(pip install 'giftcall-signaling[redis]'): {exc.name} is missing"
+        ) from None
+    return RedisPresenceStore.from_url(redis_url)
+
+
+async def open_stores(
+    database_url: str, message_store_url: str = "", redis_url: str = ""
+) -> Stores:
     """Open the stores for ``database_url`` (``memory://`` or a SQLAlchemy URL)
     and make sure their schema exists. Chat messages go to ``message_store_url``
     when it is set (``mongodb://…``), else to the same database."""
@@ -85,7 +103,7 @@ async def open_stores(database_url: str, message_store_url: str = "") -> Stores:
             calls=memory_calls,
             notifications=MemoryNotificationStore(),
             questions=MemoryQuestionStore(),
-            presence=MemoryPresenceStore(),
+            presence=open_presence(redis_url),
             rooms=MemoryRoomStore(),
             gifts=MemoryGiftStore(memory_calls),
             messages=messages,
@@ -123,7 +141,7 @@ async def open_stores(database_url: str, message_store_url: str = "") -> Stores:
         calls=SqlCallStore(engine),
         notifications=SqlNotificationStore(engine),
         questions=SqlQuestionStore(engine),
-        presence=MemoryPresenceStore(),
+        presence=open_presence(redis_url),
         rooms=SqlRoomStore(engine),
         gifts=SqlGiftStore(engine),
         messages=sql_messages,

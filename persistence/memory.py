@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import random
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime
 from typing import Any
 
@@ -119,29 +120,62 @@ class MemoryQuestionStore(QuestionStore):
 
 
 class MemoryPresenceStore(PresenceStore):
+    """Presence of one process."""
+
     def __init__(self) -> None:
-        self._calls: dict[int, dict[str, str]] = {}
+        self._members: dict[int, dict[str, str]] = {}
+        self._connected: dict[int, set[str]] = {}
+        self._held: dict[tuple[int, str], deque[dict[str, Any]]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def lock(self, call_id: int) -> asyncio.Lock:
+        lock = self._locks.get(call_id)
+        if lock is None:
+            lock = self._locks[call_id] = asyncio.Lock()
+        return lock
 
     async def enter(self, call_id: int, user_id: str, sid: str) -> str | None:
-        members = self._calls.setdefault(call_id, {})
+        members = self._members.setdefault(call_id, {})
         previous = members.get(user_id)
         members[user_id] = sid
         return previous if previous != sid else None
 
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
-        members = self._calls.get(call_id)
+        members = self._members.get(call_id)
         if not members or members.get(user_id) != sid:
             return False
         del members[user_id]
         if not members:
-            del self._calls[call_id]
+            del self._members[call_id]
         return True
 
     async def members(self, call_id: int) -> dict[str, str]:
-        return dict(self._calls.get(call_id, {}))
+        return dict(self._members.get(call_id, {}))
+
+    async def mark_connected(self, call_id: int, user_id: str) -> frozenset[str]:
+        connected = self._connected.setdefault(call_id, set())
+        connected.add(user_id)
+        return frozenset(connected)
+
+    async def reset_connected(self, call_id: int) -> None:
+        self._connected.pop(call_id, None)
+
+    async def hold(self, call_id: int, recipient: str, message: dict[str, Any], limit: int) -> bool:
+        queue = self._held.setdefault((call_id, recipient), deque())
+        if len(queue) >= limit:
+            return False
+        queue.append(message)
+        return True
+
+    async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
+        return list(self._held.pop((call_id, recipient), ()))
 
     async def clear(self, call_id: int) -> None:
-        self._calls.pop(call_id, None)
+        self._members.pop(call_id, None)
+        self._connected.pop(call_id, None)
+        self._locks.pop(call_id, None)
+        for key in [k for k in self._held if k[0] == call_id]:
+            del self._held[key]
 
 
 class MemoryRoomStore(RoomStore):

@@ -1,16 +1,26 @@
-"""Store contract for presence: which connection of which user is in which call."""
+"""Store contract for presence: which connection of which user is in which
+call, who reported a connected peer, and signals held for an absent user."""
 
 from __future__ import annotations
 
 import abc
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 
 class PresenceStore(abc.ABC):
-    """Who is in a call right now, by connection id.
+    """Per-call state that lives as long as the call's users are around.
 
-    Kept out of the call record on purpose: presence changes on every join,
-    drop and reconnect, and it does not survive a restart (clients rejoin).
+    Kept out of the call record on purpose: it changes on every join, drop and
+    reconnect, and it need not survive a restart (clients rejoin). With several
+    server processes it must be shared (Redis); in one process memory will do.
+    Changes that must not interleave (join, leave, connected) run under
+    :meth:`lock`, which serializes them across every process.
     """
+
+    @abc.abstractmethod
+    def lock(self, call_id: int) -> AbstractAsyncContextManager[None]:
+        """Mutual exclusion for one call's presence changes."""
 
     @abc.abstractmethod
     async def enter(self, call_id: int, user_id: str, sid: str) -> str | None:
@@ -27,4 +37,28 @@ class PresenceStore(abc.ABC):
         """user id -> connection id of everybody in the call."""
 
     @abc.abstractmethod
-    async def clear(self, call_id: int) -> None: ...
+    async def mark_connected(self, call_id: int, user_id: str) -> frozenset[str]:
+        """Note that the user's peer connection is up; returns everybody's."""
+
+    @abc.abstractmethod
+    async def reset_connected(self, call_id: int) -> None:
+        """A new negotiation starts: nobody is connected any more."""
+
+    @abc.abstractmethod
+    async def hold(self, call_id: int, recipient: str, message: dict[str, Any], limit: int) -> bool:
+        """Queue a signal for an absent user; ``False`` (nothing stored) when
+        ``limit`` messages are already waiting."""
+
+    @abc.abstractmethod
+    async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
+        """Take every held signal for the user, oldest first."""
+
+    @abc.abstractmethod
+    async def clear(self, call_id: int) -> None:
+        """Forget everything about the call (it is over)."""
+
+    async def ping(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Raise if the backend does not answer."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Release connections at shut-down."""

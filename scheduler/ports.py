@@ -26,3 +26,8 @@ class Notifier(Protocol):
 class LatenessObserver(Protocol):
     def __call__(self, kind: str, seconds: float) -> None:
         """Record how late a timer fired after its deadline."""
+
+
+class ChangeAnnouncer(Protocol):
+    def __call__(self, call_id: int) -> None:
+        """Tell the other server processes that the call changed (fire and forget)."""

@@ -14,7 +14,7 @@ from persistence.calls import CallStore, NotificationStore
 from persistence.models import CallChanges, CallRecord, CallState, iso, utcnow
 from persistence.questions import QuestionStore
 from scheduler.jobs import due_change, next_deadline
-from scheduler.ports import LatenessObserver, Notifier
+from scheduler.ports import ChangeAnnouncer, LatenessObserver, Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class CallTimers:
         *,
         sweep_interval_s: float = 30.0,
         observe_lateness: LatenessObserver = _no_observer,
+        announce: ChangeAnnouncer | None = None,
     ) -> None:
         self._calls = calls
         self._notifications = notifications
@@ -50,6 +51,7 @@ class CallTimers:
         self._notifier = notifier
         self._sweep_interval_s = sweep_interval_s
         self._observe_lateness = observe_lateness
+        self._announce_change = announce
         self._scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def start(self) -> int:
@@ -57,7 +59,7 @@ class CallTimers:
         self._scheduler.start()
         unfinished = await self._calls.list_unfinished()
         for call in unfinished:
-            self.arm(call)
+            self.arm(call, changed=False)
         self._scheduler.add_job(
             self.sweep,
             "interval",
@@ -80,8 +82,14 @@ class CallTimers:
         # Let the scheduler's cancelled wake-up callbacks run before the loop goes.
         await asyncio.sleep(0)
 
-    def arm(self, call: CallRecord) -> None:
-        """(Re)schedule the call's job at its next deadline, or drop it."""
+    def arm(self, call: CallRecord, *, changed: bool = True) -> None:
+        """(Re)schedule the call's job at its next deadline, or drop it.
+
+        ``changed``: this process just changed the call, so the other
+        processes (if any) are told to arm it too.
+        """
+        if changed and self._announce_change is not None:
+            self._announce_change(call.id)
         job_id = f"call:{call.id}"
         deadline = next_deadline(call)
         if deadline is None:
@@ -102,6 +110,7 @@ class CallTimers:
     async def fire(self, call_id: int, deadline: datetime | None = None) -> CallRecord | None:
         """Apply what is due to the call now; returns the call as it stands."""
         current: CallRecord | None = None
+        changed = False
         try:
             while True:
                 kind, written = await self._apply_due(call_id, current)
@@ -109,6 +118,7 @@ class CallTimers:
                     current = written or current
                     break
                 current = written
+                changed = True
                 await self._announce(kind, current)
                 if deadline is not None:
                     self._observe_lateness(kind, (utcnow() - deadline).total_seconds())
@@ -124,8 +134,15 @@ class CallTimers:
             )
             return None
         if current is not None:
-            self.arm(current)
+            self.arm(current, changed=changed)
         return current
+
+    async def refresh(self, call_id: int) -> CallRecord | None:
+        """Another process changed the call: arm it from the database."""
+        call = await self._calls.get(call_id)
+        if call is not None:
+            self.arm(call, changed=False)
+        return call
 
     async def _apply_due(
         self, call_id: int, known: CallRecord | None

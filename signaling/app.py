@@ -4,6 +4,7 @@ starts them in order and stops them in reverse (aiohttp ``cleanup_ctx``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from signaling.calls.service import CallRules, CallService
 from signaling.chat import routes as chat_routes
 from signaling.chat.namespace import ChatNamespace, SocketChatOutbox
 from signaling.chat.service import ChatService
+from signaling.cluster import ClusterBus
 from signaling.config import ConfigError, Settings
 from signaling.edge import GuardedServer
 from signaling.errors import ApiError
@@ -72,6 +74,12 @@ def create_sio(settings: Settings) -> GuardedServer:
         async_handlers=False,
         cors_allowed_origins=origins,
         max_http_buffer_size=MAX_MESSAGE_BYTES,
+        # Several processes: events to connections elsewhere travel over Redis.
+        client_manager=(
+            socketio.AsyncRedisManager(settings.redis_url, channel="giftcall-socketio")
+            if settings.redis_url
+            else None
+        ),
     )
     sio.eio.async_handlers = False
     return sio
@@ -154,64 +162,90 @@ def create_app(settings: Settings) -> web.Application:
 
     authenticate = socket_authenticator(verifier)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        stores = await open_stores(settings.database_url, settings.message_store_url)
-        app[STORES] = stores
-        media = create_media(settings)
-        try:
-            seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
-            service = CallService(
-                calls=stores.calls,
-                presence=stores.presence,
-                media=media,
-                outbox=SocketOutbox(sio),
-                metrics=metrics,
-                rules=call_rules(settings),
-            )
-            timers = CallTimers(
-                stores.calls,
-                stores.notifications,
-                stores.questions,
-                service,
-                sweep_interval_s=settings.sweep_interval_s,
-                observe_lateness=metrics.observe_lateness,
-            )
-            service.timers = timers
-            app[CALLS] = service
-            sio.register_namespace(CallNamespace(service, authenticate, metrics))
-            chat = ChatService(
-                rooms=stores.rooms,
-                messages=stores.messages,
-                outbox=SocketChatOutbox(sio),
-                metrics=metrics,
-            )
-            app[CHAT] = chat
-            app[GIFTS] = GiftService(gifts=stores.gifts, calls=service, chat=chat, metrics=metrics)
-            sio.register_namespace(ChatNamespace(chat, authenticate, metrics))
-            await timers.start()
-            if settings.dev:
-                await _seed_demo(stores, service)
-            logger.info(
-                "server ready",
-                extra={
-                    "event": "server.ready",
-                    "database": settings.database_url.split("://")[0],
-                    "message_store": settings.message_store_url.split("://")[0] or "database",
-                    "media": media.name,
-                    "questions_seeded": seeded,
-                    "dev": settings.dev,
-                },
-            )
-            yield
-            await timers.shutdown()
-        finally:
-            await media.close()
-            await stores.close()
-            logger.info("server stopped", extra={"event": "server.stopped"})
-
-    app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(
+        functools.partial(run_services, settings=settings, sio=sio, authenticate=authenticate)
+    )
     app.on_shutdown.append(client_disconnector(sio))
     return app
+
+
+async def run_services(
+    app: web.Application,
+    *,
+    settings: Settings,
+    sio: GuardedServer,
+    authenticate: Callable[[Any], str],
+) -> AsyncIterator[None]:
+    """Start stores, services and timers in order; stop them in reverse."""
+    metrics = app[METRICS]
+    stores = await open_stores(
+        settings.database_url, settings.message_store_url, settings.redis_url
+    )
+    app[STORES] = stores
+
+    async def call_changed_elsewhere(call_id: int) -> None:
+        call = await timers.refresh(call_id)
+        if call is not None and call.state.is_final:
+            service.forget(call_id)
+
+    bus = ClusterBus(settings.redis_url, call_changed_elsewhere) if settings.redis_url else None
+    media = create_media(settings)
+    try:
+        seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
+        service = CallService(
+            calls=stores.calls,
+            presence=stores.presence,
+            media=media,
+            outbox=SocketOutbox(sio),
+            metrics=metrics,
+            rules=call_rules(settings),
+        )
+        timers = CallTimers(
+            stores.calls,
+            stores.notifications,
+            stores.questions,
+            service,
+            sweep_interval_s=settings.sweep_interval_s,
+            observe_lateness=metrics.observe_lateness,
+            announce=None if bus is None else bus.announce,
+        )
+        service.timers = timers
+        app[CALLS] = service
+        sio.register_namespace(CallNamespace(service, authenticate, metrics))
+        chat = ChatService(
+            rooms=stores.rooms,
+            messages=stores.messages,
+            outbox=SocketChatOutbox(sio),
+            metrics=metrics,
+        )
+        app[CHAT] = chat
+        app[GIFTS] = GiftService(gifts=stores.gifts, calls=service, chat=chat, metrics=metrics)
+        sio.register_namespace(ChatNamespace(chat, authenticate, metrics))
+        if bus is not None:
+            await bus.start()
+        await timers.start()
+        if settings.dev:
+            await _seed_demo(stores, service)
+        logger.info(
+            "server ready",
+            extra={
+                "event": "server.ready",
+                "database": settings.database_url.split("://")[0],
+                "message_store": settings.message_store_url.split("://")[0] or "database",
+                "media": media.name,
+                "cluster": bus.origin if bus else None,
+                "questions_seeded": seeded,
+                "dev": settings.dev,
+            },
+        )
+        yield
+        await timers.shutdown()
+    finally:
+        if bus is not None:
+            await bus.close()
+        await media.close()
+        await stores.close()
+        logger.info("server stopped", extra={"event": "server.stopped"})
 
 
 async def _seed_demo(stores: Stores, service: CallService) -> None:

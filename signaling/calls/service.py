@@ -4,11 +4,9 @@ through an :class:`Outbox`, so tests drive it directly."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -68,17 +66,6 @@ class Joined:
     partner_id: str
 
 
-@dataclass(slots=True)
-class Room:
-    """Per-call state that lives only in this process."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: users whose RTCPeerConnection reported connected in this negotiation
-    connected: set[str] = field(default_factory=set)
-    #: signals held for a user who is not connected, by recipient
-    queued: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
-
-
 def presence_state(call: CallRecord, present: int) -> CallChanges | None:
     """The pre-live state that ``present`` users in the call mean, if it differs.
 
@@ -113,8 +100,8 @@ class CallService:
         self._outbox = outbox
         self._metrics = metrics
         self.rules = rules
+        #: this process's connections that joined a call
         self._joined: dict[str, Joined] = {}
-        self._rooms: dict[int, Room] = {}
         #: every connection's user, filled by the namespace; explains errors
         self.users_by_sid: dict[str, str] = {}
         self.timers: CallTimers | None = None  # set once by the app (it needs us as notifier)
@@ -204,8 +191,7 @@ class CallService:
             call = await self._fire(call_id) or call  # the timer is behind: catch up
         self._raise_if_over(call)
 
-        room = self._room(call_id)
-        async with room.lock:
+        async with self._presence.lock(call_id):
             previous_call = self._joined.get(sid)
             if previous_call is not None and previous_call.call_id != call_id:
                 await self._depart(sid, previous_call, "left")
@@ -217,7 +203,7 @@ class CallService:
             members = await self._presence.members(call_id)
             partner_sid = members.get(partner_id)
             # A (re)joining user means a new negotiation: nobody is connected yet.
-            room.connected.clear()
+            await self._presence.reset_connected(call_id)
             fresh, after = await self._calls.update(
                 call_id,
                 lambda c: presence_state(c, len(members)),
@@ -230,7 +216,7 @@ class CallService:
                     partner_sid, "partner_joined", {"call_id": call_id, "role": "answerer"}
                 )
             # Delivered before the ack, in order, so nothing sent later overtakes them.
-            for queued in room.queued.pop(user_id, ()):
+            for queued in await self._presence.release(call_id, user_id):
                 await self._outbox.to_sid(sid, "signal", queued)
 
         logger.info(
@@ -273,22 +259,26 @@ class CallService:
             message["sdp"] = signal.sdp
         if signal.candidate is not None:
             message["candidate"] = signal.candidate.model_dump(exclude_unset=True)
-        partner_sid = (await self._presence.members(signal.call_id)).get(joined.partner_id)
+        members = await self._presence.members(signal.call_id)
+        if members.get(joined.user_id) != sid:
+            # Replaced or gone on another process, or the call ended there.
+            self._joined.pop(sid, None)
+            raise await self._not_joined_error(sid, signal.call_id)
+        partner_sid = members.get(joined.partner_id)
         if partner_sid is None:
-            self._hold(signal.call_id, joined.partner_id, message)
+            await self._hold(signal.call_id, joined.partner_id, message)
         else:
             await self._outbox.to_sid(partner_sid, "signal", message)
         self._metrics.signals_by_type[signal.type].inc()
 
     async def report_connected(self, sid: str, user_id: str, call_id: int) -> None:
-        room = self._rooms.get(call_id)
         joined = self._joined.get(sid)
-        if room is None or joined is None or joined.call_id != call_id:
+        if joined is None or joined.call_id != call_id:
             raise await self._not_joined_error(sid, call_id)
-        async with room.lock:
-            room.connected.add(user_id)
+        async with self._presence.lock(call_id):
+            connected = await self._presence.mark_connected(call_id, user_id)
             members = await self._presence.members(call_id)
-            if len(members) < 2 or not room.connected.issuperset(members):
+            if len(members) < 2 or not connected.issuperset(members):
                 return
             now = utcnow()
             live_at = now + timedelta(seconds=self.rules.countdown_s)
@@ -354,11 +344,14 @@ class CallService:
         payload = {"call_id": call.id, "reason": reason}
         for user_id in (call.caller_id, call.callee_id):
             await self._outbox.to_user(user_id, "ended", payload)
-        for sid in [s for s, j in self._joined.items() if j.call_id == call.id]:
-            del self._joined[sid]
+        self.forget(call.id)
         await self._presence.clear(call.id)
-        self._rooms.pop(call.id, None)
         await self._media.close_call(call.id)
+
+    def forget(self, call_id: int) -> None:
+        """Drop this process's connections of a call that is over."""
+        for sid in [s for s, j in self._joined.items() if j.call_id == call_id]:
+            del self._joined[sid]
 
     # --------------------------------------------------------------- helpers
 
@@ -392,17 +385,15 @@ class CallService:
         joined = self._joined.get(sid)
         return joined.user_id if joined else self.users_by_sid.get(sid)
 
-    def _room(self, call_id: int) -> Room:
-        room = self._rooms.get(call_id)
-        if room is None:
-            room = self._rooms[call_id] = Room()
-        return room
-
-    def _hold(self, call_id: int, recipient: str, message: dict[str, Any]) -> None:
-        queue = self._room(call_id).queued.setdefault(recipient, deque())
-        if len(queue) >= self.rules.signal_queue_max:
+    async def _hold(self, call_id: int, recipient: str, message: dict[str, Any]) -> None:
+        """Keep a signal for a partner who is away (cold path: check the call)."""
+        call = await self._calls.get(call_id)
+        if call is None or call.state in FINAL_STATES:
+            self.forget(call_id)
+            raise ApiError("ended", "the call is over")
+        limit = self.rules.signal_queue_max
+        if not await self._presence.hold(call_id, recipient, message, limit):
             raise ApiError("rate_limited", "your partner is away and their signal queue is full")
-        queue.append(message)
         self._metrics.signals_queued.inc()
 
     async def _replace(self, old_sid: str, call_id: int) -> None:
@@ -413,14 +404,13 @@ class CallService:
     async def _depart(self, sid: str, joined: Joined, reason: str) -> None:
         """A user left (``left``) or dropped (``disconnected``)."""
         call_id, user_id = joined.call_id, joined.user_id
-        room = self._room(call_id)
-        async with room.lock:
+        async with self._presence.lock(call_id):
             if self._joined.get(sid) is not joined:
                 return  # already replaced or ended meanwhile
             del self._joined[sid]
             if not await self._presence.leave(call_id, user_id, sid):
                 return
-            room.connected.clear()
+            await self._presence.reset_connected(call_id)
             call = await self._calls.get(call_id)
             if call is None or call.state in FINAL_STATES:
                 return
