@@ -76,7 +76,9 @@ def create_sio(settings: Settings) -> GuardedServer:
         max_http_buffer_size=MAX_MESSAGE_BYTES,
         # Several processes: events to connections elsewhere travel over Redis.
         client_manager=(
-            socketio.AsyncRedisManager(settings.redis_url, channel="giftcall-socketio")
+            socketio.AsyncRedisManager(
+                settings.redis_url, channel=f"{settings.redis_prefix}:socketio"
+            )
             if settings.redis_url
             else None
         ),
@@ -179,7 +181,10 @@ async def run_services(
     """Start stores, services and timers in order; stop them in reverse."""
     metrics = app[METRICS]
     stores = await open_stores(
-        settings.database_url, settings.message_store_url, settings.redis_url
+        settings.database_url,
+        settings.message_store_url,
+        settings.redis_url,
+        settings.redis_prefix,
     )
     app[STORES] = stores
 
@@ -188,7 +193,13 @@ async def run_services(
         if call is not None and call.state.is_final:
             service.forget(call_id)
 
-    bus = ClusterBus(settings.redis_url, call_changed_elsewhere) if settings.redis_url else None
+    bus = (
+        ClusterBus(
+            settings.redis_url, call_changed_elsewhere, channel=f"{settings.redis_prefix}:calls"
+        )
+        if settings.redis_url
+        else None
+    )
     media = create_media(settings)
     try:
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)

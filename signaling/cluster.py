@@ -22,14 +22,13 @@ from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "giftcall:calls"
-
 
 class ClusterBus:
     """Publishes call ids that changed; calls ``on_change`` for other processes' ones."""
 
-    def __init__(self, url: str, on_change: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(self, url: str, on_change: Callable[[int], Awaitable[None]], channel: str) -> None:
         self._redis = Redis.from_url(url, decode_responses=True)
+        self._channel = channel
         self._on_change = on_change
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._listener: asyncio.Task[None] | None = None
@@ -37,7 +36,7 @@ class ClusterBus:
 
     async def start(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(CHANNEL)
+        await pubsub.subscribe(self._channel)
         self._listener = asyncio.create_task(self._listen(pubsub), name="cluster-bus")
 
     def announce(self, call_id: int) -> None:
@@ -48,7 +47,7 @@ class ClusterBus:
 
     async def _publish(self, message: str) -> None:
         try:
-            await self._redis.publish(CHANNEL, message)
+            await self._redis.publish(self._channel, message)
         except Exception as exc:  # the sweep catches up; a dead Redis shows in health
             logger.warning("publish failed: %s", exc, extra={"event": "cluster.publish_failed"})
 

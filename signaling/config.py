@@ -34,6 +34,7 @@ class Settings:
     database_url: str = "sqlite+aiosqlite:///signaling.sqlite3"
     message_store_url: str = ""
     redis_url: str = ""
+    redis_prefix: str = "giftcall"
     media: str = "p2p"
     openvidu_url: str = ""
     openvidu_secret: str = ""
@@ -121,6 +122,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "DATABASE_URL": "database_url",
         "MESSAGE_STORE_URL": "message_store_url",
         "REDIS_URL": "redis_url",
+        "REDIS_PREFIX": "redis_prefix",
         "OPENVIDU_URL": "openvidu_url",
         "OPENVIDU_SECRET": "openvidu_secret",
         "OPENVIDU_WEBHOOK_SECRET": "openvidu_webhook_secret",

@@ -60,20 +60,52 @@ class GuardedServer(socketio.AsyncServer):
         )
 
 
-class GuardedNamespace(socketio.AsyncNamespace):
-    """A namespace whose ``on_<event>(sid, payload)`` handlers never leak an
-    exception: every failure becomes PROTOCOL.md's error ack, an unknown event
-    or a wrong number of arguments included, so no client waits for an ack
-    that never comes and no connection dies of bad input."""
+def user_room(user_id: str) -> str:
+    """The Socket.IO room of every connection of a user, in each namespace."""
+    return f"user:{user_id}"
 
-    def __init__(self, namespace: str, metrics: Metrics) -> None:
+
+class GuardedNamespace(socketio.AsyncNamespace):
+    """An authenticated namespace whose ``on_<event>(sid, payload)`` handlers
+    never leak an exception: every failure becomes PROTOCOL.md's error ack, an
+    unknown event or a wrong number of arguments included, so no client waits
+    for an ack that never comes and no connection dies of bad input.
+
+    A connection is refused unless ``authenticate`` accepts its ``auth``; an
+    accepted one is recorded in ``users`` (sid -> user id) and joins the
+    user's room until it goes.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        metrics: Metrics,
+        authenticate: Callable[[Any], str],
+        users: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(namespace)
         self._metrics = metrics
+        self._authenticate = authenticate
+        self._users: dict[str, str] = {} if users is None else users
         self._events: dict[str, Handler] = {
             name[3:]: getattr(self, name)
             for name in dir(self)
             if name.startswith("on_") and name[3:] not in _LIFECYCLE
         }
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        user_id = self._authenticate(auth)  # raises ConnectionRefusedError
+        self._users[sid] = user_id
+        await self.enter_room(sid, user_room(user_id))
+        self._metrics.connections.labels(self.namespace).inc()
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if self._users.pop(sid, None) is not None:
+            self._metrics.connections.labels(self.namespace).dec()
+            await self.disconnected(sid)
+
+    async def disconnected(self, sid: str) -> None:
+        """A connection that was accepted is gone (after it left ``users``)."""
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in _LIFECYCLE:

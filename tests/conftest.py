@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Client, RunningServer, serve_in_process, test_settings
+from tests.support import Client, RunningServer, serve_in_process, server_settings
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A real server on 127.0.0.1 with its own SQLite file and short limits."""
-    async with serve_in_process(test_settings(tmp_path)) as running:
+    async with serve_in_process(server_settings(tmp_path)) as running:
         yield running
 
 

@@ -44,7 +44,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for a test server: its own SQLite file, short call limits."""
     values: dict[str, Any] = {
         "host": "127.0.0.1",

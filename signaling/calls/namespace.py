@@ -7,14 +7,10 @@ from typing import Any
 
 from signaling.calls.schemas import CallRef, Signal
 from signaling.calls.service import CallService
-from signaling.edge import OK, GuardedNamespace, GuardedServer
+from signaling.edge import OK, GuardedNamespace, GuardedServer, user_room
 from signaling.metrics import Metrics
 
 NAMESPACE = "/call"
-
-
-def user_room(user_id: str) -> str:
-    return f"user:{user_id}"
 
 
 class SocketOutbox:
@@ -35,20 +31,10 @@ class CallNamespace(GuardedNamespace):
         self, service: CallService, authenticate: Callable[[Any], str], metrics: Metrics
     ) -> None:
         self._service = service
-        self._authenticate = authenticate
-        self._users = service.users_by_sid
-        super().__init__(NAMESPACE, metrics)
+        super().__init__(NAMESPACE, metrics, authenticate, service.users_by_sid)
 
-    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        user_id = self._authenticate(auth)  # raises ConnectionRefusedError
-        self._users[sid] = user_id
-        await self.enter_room(sid, user_room(user_id))
-        self._metrics.connections.labels(NAMESPACE).inc()
-
-    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        if self._users.pop(sid, None) is not None:
-            self._metrics.connections.labels(NAMESPACE).dec()
-            await self._service.disconnected(sid)
+    async def disconnected(self, sid: str) -> None:
+        await self._service.disconnected(sid)
 
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
         ref = CallRef.model_validate(data)

@@ -105,6 +105,7 @@ class CallService:
         #: every connection's user, filled by the namespace; explains errors
         self.users_by_sid: dict[str, str] = {}
         self.timers: CallTimers | None = None  # set once by the app (it needs us as notifier)
+        media.bind(self)
 
     # ----------------------------------------------------------------- REST
 
@@ -212,8 +213,10 @@ class CallService:
             )
             call = after or fresh or call
             if partner_sid is not None:
+                # With a media server both peers offer to it; else the waiting one answers.
+                role = "offerer" if self._media.terminates_peers else "answerer"
                 await self._outbox.to_sid(
-                    partner_sid, "partner_joined", {"call_id": call_id, "role": "answerer"}
+                    partner_sid, "partner_joined", {"call_id": call_id, "role": role}
                 )
             # Delivered before the ack, in order, so nothing sent later overtakes them.
             for queued in await self._presence.release(call_id, user_id):
@@ -259,6 +262,10 @@ class CallService:
             message["sdp"] = signal.sdp
         if signal.candidate is not None:
             message["candidate"] = signal.candidate.model_dump(exclude_unset=True)
+        if self._media.terminates_peers:
+            await self._media.on_signal(signal.call_id, joined.user_id, message)
+            self._metrics.signals_by_type[signal.type].inc()
+            return
         members = await self._presence.members(signal.call_id)
         if members.get(joined.user_id) != sid:
             # Replaced or gone on another process, or the call ended there.
@@ -275,6 +282,10 @@ class CallService:
         joined = self._joined.get(sid)
         if joined is None or joined.call_id != call_id:
             raise await self._not_joined_error(sid, call_id)
+        await self._mark_connected(call_id, user_id)
+
+    async def _mark_connected(self, call_id: int, user_id: str) -> None:
+        """Start the countdown once every user in the call is connected."""
         async with self._presence.lock(call_id):
             connected = await self._presence.mark_connected(call_id, user_id)
             members = await self._presence.members(call_id)
@@ -314,6 +325,33 @@ class CallService:
         joined = self._joined.get(sid)
         if joined is not None:
             await self._depart(sid, joined, "disconnected")
+
+    # --------------------------------------------- MediaEvents (rtc_bridge)
+
+    async def send_signal(self, call_id: int, user_id: str, signal: dict[str, Any]) -> None:
+        sid = (await self._presence.members(call_id)).get(user_id)
+        if sid is not None:
+            await self._outbox.to_sid(
+                sid, "signal", {**signal, "call_id": call_id, "from": "server"}
+            )
+
+    async def media_connected(self, call_id: int, user_id: str) -> None:
+        if user_id in await self._presence.members(call_id):
+            await self._mark_connected(call_id, user_id)
+
+    async def media_left(self, call_id: int, user_id: str) -> None:
+        """The user's media dropped while their socket stayed: before live the
+        countdown is cancelled until everyone is connected again."""
+        async with self._presence.lock(call_id):
+            await self._presence.reset_connected(call_id)
+            members = await self._presence.members(call_id)
+            _, after = await self._calls.update(
+                call_id,
+                lambda c: presence_state(c, len(members)),
+                cause=f"media of {user_id} left",
+            )
+        if after is not None:
+            self._arm(after)
 
     # ------------------------------------------------- Notifier (the scheduler)
 
@@ -442,6 +480,7 @@ class CallService:
                     await self._outbox.to_sid(
                         partner_sid, "partner_left", {"call_id": call_id, "reason": reason}
                     )
+        await self._media.user_left(call_id, user_id)
         if hung_up is not None:
             self._arm(hung_up)
             await self.call_ended(hung_up)

@@ -7,10 +7,9 @@ from typing import Any
 
 import socketio
 
-from signaling.calls.namespace import user_room
 from signaling.chat.schemas import MAX_SYNC, ReadRequest, SendMessage, SyncRequest
 from signaling.chat.service import ChatService
-from signaling.edge import OK, GuardedNamespace
+from signaling.edge import OK, GuardedNamespace, user_room
 from signaling.metrics import Metrics
 
 NAMESPACE = "/chat"
@@ -40,19 +39,7 @@ class ChatNamespace(GuardedNamespace):
         self, service: ChatService, authenticate: Callable[[Any], str], metrics: Metrics
     ) -> None:
         self._service = service
-        self._authenticate = authenticate
-        self._users: dict[str, str] = {}
-        super().__init__(NAMESPACE, metrics)
-
-    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        user_id = self._authenticate(auth)  # raises ConnectionRefusedError
-        self._users[sid] = user_id
-        await self.enter_room(sid, user_room(user_id))
-        self._metrics.connections.labels(NAMESPACE).inc()
-
-    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        if self._users.pop(sid, None) is not None:
-            self._metrics.connections.labels(NAMESPACE).dec()
+        super().__init__(NAMESPACE, metrics, authenticate)
 
     async def on_send(self, sid: str, data: Any) -> dict[str, Any]:
         body = SendMessage.model_validate(data)

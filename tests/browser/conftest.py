@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 from playwright.async_api import expect as pw_expect
 
-from tests.support import RunningServer, serve_in_process, test_settings
+from tests.support import RunningServer, serve_in_process, server_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -137,7 +137,7 @@ async def web_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             started += 1
             folder = tmp_path / f"server{started}"
             folder.mkdir()
-            settings = test_settings(folder, dev=True, **overrides)
+            settings = server_settings(folder, dev=True, **overrides)
             return await stack.enter_async_context(serve_in_process(settings))
 
         yield start

@@ -1,8 +1,43 @@
-"""The PresenceStore contract, run against every backend."""
+"""The PresenceStore contract, run against every backend: in process memory
+and Redis (127.0.0.1:6379, each test under a prefix of its own)."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from persistence.memory import MemoryPresenceStore
 from persistence.presence import PresenceStore
+from persistence.redis import RedisPresenceStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_store(prefix: str) -> RedisPresenceStore:
+    return RedisPresenceStore.from_url(REDIS_URL, prefix=prefix)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStore]:
+    """Overrides the SQL-parametrized fixture: presence has backends of its own."""
+    if request.param == "memory":
+        yield MemoryPresenceStore()
+        return
+    prefix = f"test-{uuid.uuid4().hex}"
+    store = _redis_store(prefix)
+    try:
+        await store.ping()
+    except OSError as exc:
+        pytest.fail(f"Redis must run on 127.0.0.1:6379 for these tests: {exc}")
+    try:
+        yield store
+    finally:
+        for call_id in (1, 2, 99):
+            await store.clear(call_id)
+        await store.close()
 
 
 async def test_enter_and_members(presence: PresenceStore) -> None:
@@ -48,3 +83,82 @@ async def test_clear_empties_one_call_only(presence: PresenceStore) -> None:
     assert await presence.members(1) == {}
     assert await presence.members(2) == {"alice": "a2"}
     assert await presence.enter(1, "alice", "a3") is None
+
+
+async def test_connected_flags_accumulate_and_reset(presence: PresenceStore) -> None:
+    assert await presence.mark_connected(1, "alice") == {"alice"}
+    assert await presence.mark_connected(1, "alice") == {"alice"}
+    assert await presence.mark_connected(1, "bob") == {"alice", "bob"}
+    assert await presence.mark_connected(2, "carol") == {"carol"}
+    await presence.reset_connected(1)
+    assert await presence.mark_connected(1, "bob") == {"bob"}
+    assert await presence.mark_connected(2, "dave") == {"carol", "dave"}
+
+
+async def test_held_signals_come_back_in_order_once_and_are_bounded(
+    presence: PresenceStore,
+) -> None:
+    for n in range(3):
+        assert await presence.hold(1, "bob", {"n": n, "sdp": "v=0"}, limit=3) is True
+    assert await presence.hold(1, "bob", {"n": 3}, limit=3) is False  # full: nothing stored
+    assert await presence.hold(1, "alice", {"n": 0}, limit=3) is True
+    assert await presence.release(1, "bob") == [{"n": n, "sdp": "v=0"} for n in range(3)]
+    assert await presence.release(1, "bob") == []
+    assert await presence.release(1, "alice") == [{"n": 0}]
+
+
+async def test_clear_forgets_connected_flags_and_held_signals(presence: PresenceStore) -> None:
+    await presence.enter(1, "alice", "a1")
+    await presence.mark_connected(1, "alice")
+    await presence.hold(1, "bob", {"n": 1}, limit=5)
+    await presence.hold(2, "bob", {"n": 2}, limit=5)
+    await presence.clear(1)
+    assert await presence.members(1) == {}
+    assert await presence.mark_connected(1, "bob") == {"bob"}
+    assert await presence.release(1, "bob") == []
+    assert await presence.release(2, "bob") == [{"n": 2}]
+
+
+async def test_the_call_lock_serializes_holders(presence: PresenceStore) -> None:
+    inside: list[str] = []
+    overlaps: list[bool] = []
+
+    async def hold_lock(name: str) -> None:
+        async with presence.lock(1):
+            overlaps.append(bool(inside))
+            inside.append(name)
+            await asyncio.sleep(0.05)
+            inside.remove(name)
+
+    await asyncio.gather(*(hold_lock(f"t{n}") for n in range(4)))
+    assert overlaps == [False, False, False, False]
+    async with presence.lock(2):  # another call's lock is independent
+        pass
+
+
+async def test_two_redis_clients_share_presence_like_two_processes() -> None:
+    prefix = f"test-{uuid.uuid4().hex}"
+    one, two = _redis_store(prefix), _redis_store(prefix)
+    try:
+        await one.enter(1, "alice", "sid-on-1")
+        assert await two.enter(1, "bob", "sid-on-2") is None
+        assert await one.members(1) == {"alice": "sid-on-1", "bob": "sid-on-2"}
+        await two.hold(1, "alice", {"n": 1}, limit=2)
+        assert await one.release(1, "alice") == [{"n": 1}]
+        order: list[str] = []
+
+        async def locked(store: PresenceStore, name: str) -> None:
+            async with store.lock(1):
+                order.append(f"{name}-in")
+                await asyncio.sleep(0.05)
+                order.append(f"{name}-out")
+
+        await asyncio.gather(locked(one, "one"), locked(two, "two"))
+        assert order in (
+            ["one-in", "one-out", "two-in", "two-out"],
+            ["two-in", "two-out", "one-in", "one-out"],
+        )
+    finally:
+        await one.clear(1)
+        await one.close()
+        await two.close()
