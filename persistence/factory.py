@@ -72,7 +72,7 @@ async def open_message_store(url: str) -> MessageStore:
     return await MongoMessageStore.open(url)
 
 
-def open_presence(redis_url: str = "") -> PresenceStore:
+def open_presence(redis_url: str = "", redis_prefix: str = "giftcall") -> PresenceStore:
     """Presence shared through Redis (several processes), else in this process."""
     if not redis_url:
         return MemoryPresenceStore()
@@ -83,11 +83,14 @@ def open_presence(redis_url: str = "") -> PresenceStore:
             f"shared presence needs the 'redis' extra "
             f"(pip install 'giftcall-signaling[redis]'): {exc.name} is missing"
         ) from None
-    return RedisPresenceStore.from_url(redis_url)
+    return RedisPresenceStore.from_url(redis_url, redis_prefix)
 
 
 async def open_stores(
-    database_url: str, message_store_url: str = "", redis_url: str = ""
+    database_url: str,
+    message_store_url: str = "",
+    redis_url: str = "",
+    redis_prefix: str = "giftcall",
 ) -> Stores:
     """Open the stores for ``database_url`` (``memory://`` or a SQLAlchemy URL)
     and make sure their schema exists. Chat messages go to ``message_store_url``
@@ -103,12 +106,12 @@ async def open_stores(
             calls=memory_calls,
             notifications=MemoryNotificationStore(),
             questions=MemoryQuestionStore(),
-            presence=open_presence(redis_url),
+            presence=open_presence(redis_url, redis_prefix),
             rooms=MemoryRoomStore(),
             gifts=MemoryGiftStore(memory_calls),
             messages=messages,
         )
-    if not database_url.startswith(("sqlite", "mysql")):
+    if not database_url.startswith(("sqlite", "mysql", "mariadb")):
         raise BackendUnavailableError(
             f"unsupported database URL scheme: {database_url.split(':', maxsplit=1)[0]}"
         )
@@ -121,14 +124,17 @@ async def open_stores(
             SqlQuestionStore,
             SqlRoomStore,
             create_engine,
-            create_schema,
         )
 
         engine = create_engine(database_url)
     except ImportError as exc:  # a driver (aiosqlite, aiomysql) is not installed
         raise BackendUnavailableError(f"database driver missing: {exc.name}") from None
     try:
-        await create_schema(engine)
+        # The schema is Alembic's (persistence/migrations): made or upgraded
+        # here, before any store touches it; a no-op when it is current.
+        from persistence.migrate import upgrade
+
+        await upgrade(engine)
         sql_messages: MessageStore = (
             await open_message_store(message_store_url)
             if message_store_url
@@ -141,7 +147,7 @@ async def open_stores(
         calls=SqlCallStore(engine),
         notifications=SqlNotificationStore(engine),
         questions=SqlQuestionStore(engine),
-        presence=open_presence(redis_url),
+        presence=open_presence(redis_url, redis_prefix),
         rooms=SqlRoomStore(engine),
         gifts=SqlGiftStore(engine),
         messages=sql_messages,

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from persistence.calls import CallStore, NotificationStore
 from persistence.chat import (
@@ -36,20 +36,24 @@ from persistence.models import (
     as_utc,
 )
 from persistence.questions import QuestionStore
+from persistence.sqltypes import MYSQL_TABLE_OPTIONS, ExactString, UtcDateTime
 
 logger = logging.getLogger(__name__)
 
+#: The tables as the stores use them. The schema in a database is made by the
+#: Alembic migrations in ``persistence/migrations`` (see ``persistence.migrate``),
+#: never from this metadata at start-up; a test checks that the two agree.
 metadata = sa.MetaData()
 
-#: Naive UTC with microseconds: MySQL's bare DATETIME would round to the second.
-UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+#: User ids and client message ids: compared exactly on every database.
+UserId = ExactString(64)
 
 calls_table = sa.Table(
     "calls",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("caller_id", sa.String(64), nullable=False, index=True),
-    sa.Column("callee_id", sa.String(64), nullable=False, index=True),
+    sa.Column("caller_id", UserId, nullable=False, index=True),
+    sa.Column("callee_id", UserId, nullable=False, index=True),
     sa.Column("scheduled_at", UtcDateTime, nullable=False),
     sa.Column("opens_at", UtcDateTime, nullable=False),
     sa.Column("closes_at", UtcDateTime, nullable=False),
@@ -61,18 +65,20 @@ calls_table = sa.Table(
     sa.Column("ended_at", UtcDateTime, nullable=True),
     sa.Column("end_reason", sa.String(16), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 notifications_table = sa.Table(
     "notifications",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("user_id", UserId, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("call_id", sa.Integer, nullable=True),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_notifications_user_id_id", "user_id", "id"),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 questions_table = sa.Table(
@@ -80,17 +86,19 @@ questions_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("text", sa.String(500), nullable=False),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 chat_rooms_table = sa.Table(
     "chat_rooms",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("user_a", sa.String(64), nullable=False),
-    sa.Column("user_b", sa.String(64), nullable=False, index=True),
+    sa.Column("user_a", UserId, nullable=False),
+    sa.Column("user_b", UserId, nullable=False, index=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     # The pair key: one room per pair of users, whoever inserts first.
     sa.UniqueConstraint("user_a", "user_b", name="uq_chat_rooms_pair"),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 #: One row per room: the last ``seq`` handed out. Incremented inside the
@@ -101,6 +109,7 @@ chat_counters_table = sa.Table(
     sa.Column("room_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("last_seq", sa.Integer, nullable=False),
     sa.Column("last_at", UtcDateTime, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 chat_messages_table = sa.Table(
@@ -109,38 +118,46 @@ chat_messages_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("room_id", sa.Integer, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("sender_id", sa.String(64), nullable=False),
-    sa.Column("client_msg_id", sa.String(64), nullable=False),
+    sa.Column("sender_id", UserId, nullable=False),
+    sa.Column("client_msg_id", UserId, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("room_id", "seq", name="uq_chat_messages_room_seq"),
     sa.UniqueConstraint(
         "room_id", "sender_id", "client_msg_id", name="uq_chat_messages_client_msg"
     ),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 chat_reads_table = sa.Table(
     "chat_reads",
     metadata,
     sa.Column("room_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", UserId, primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 gifts_table = sa.Table(
     "gifts",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("sender_id", sa.String(64), nullable=False),
-    sa.Column("receiver_id", sa.String(64), nullable=False),
+    sa.Column("sender_id", UserId, nullable=False),
+    sa.Column("receiver_id", UserId, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("message", sa.String(500), nullable=False),
     sa.Column("scheduled_at", UtcDateTime, nullable=True),
-    sa.Column("call_id", sa.Integer, sa.ForeignKey("calls.id"), nullable=True),
+    sa.Column(
+        "call_id",
+        sa.Integer,
+        sa.ForeignKey("calls.id", name="fk_gifts_call_id_calls"),
+        nullable=True,
+    ),
     sa.Column("opened_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_gifts_sender_receiver", "sender_id", "receiver_id"),
     sa.Index("ix_gifts_receiver_id", "receiver_id", "id"),
+    **MYSQL_TABLE_OPTIONS,
 )
 
 
@@ -174,9 +191,15 @@ def _call_from_row(row: Any) -> CallRecord:
     )
 
 
+def is_mysql(engine: AsyncEngine | AsyncConnection) -> bool:
+    """MySQL or MariaDB (``mysql+aiomysql://`` names both)."""
+    return engine.dialect.name in ("mysql", "mariadb")
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine with the settings each dialect needs to be safe."""
-    if url.startswith("sqlite"):
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         # One connection: SQLite has a single writer anyway, and a second
         # pooled connection would wait for the write lock in SQLite's busy
         # handler (sleeps of up to 100 ms) instead of in an asyncio queue.
@@ -195,12 +218,62 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        from pymysql.constants.CLIENT import FOUND_ROWS  # type: ignore[import-untyped]
+
+        # FOUND_ROWS: an UPDATE reports the rows it matched, not only the rows
+        # whose values changed, so a compare-and-set that rewrites identical
+        # values still counts as a win. (SQLAlchemy's MySQL dialects add it
+        # too; stated here because the stores depend on it.) utf8mb4: 4-byte
+        # characters (emoji) in ids and messages, whatever the server default.
+        connect_args["client_flag"] = FOUND_ROWS
+        if "charset" not in parsed.query:
+            connect_args["charset"] = "utf8mb4"
+    # pre_ping + recycle: MySQL closes idle connections after wait_timeout
+    # (8 hours by default) and proxies often sooner; a pooled connection is
+    # tested before use and never kept for more than an hour.
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_recycle=3600, connect_args=connect_args
+    )
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    """Bring the database's schema to the newest migration (Alembic); a no-op
+    when it is there already. Kept under this name for the callers that made
+    the schema before migrations existed."""
+    from persistence.migrate import upgrade
+
+    await upgrade(engine)
+
+
+#: MySQL error codes after which InnoDB has rolled the transaction back and a
+#: retry of the whole transaction is the documented remedy: a deadlock, a
+#: lock wait timeout.
+_MYSQL_RETRYABLE = frozenset({1213, 1205})
+
+
+def is_retryable(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a failed transaction may simply be run again."""
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] in _MYSQL_RETRYABLE
+
+
+def _retrying(exc: sa.exc.DBAPIError, operation: str, **ids: Any) -> None:
+    """Re-raise ``exc`` unless the transaction may be run again; log the retry."""
+    if not is_retryable(exc):
+        raise exc
+    logger.info(
+        "%s retried after MySQL error %s",
+        operation,
+        exc.orig.args[0] if exc.orig is not None else None,
+        extra={
+            "event": "db.retry",
+            "operation": operation,
+            "code": exc.orig.args[0] if exc.orig is not None else None,
+            **ids,
+        },
+    )
 
 
 class SqlCallStore(CallStore):
@@ -423,26 +496,32 @@ class SqlRoomStore(RoomStore):
         self._engine = engine
 
     async def get_or_create(self, user1: str, user2: str) -> tuple[ChatRoom, bool]:
-        existing = await self.find(user1, user2)
-        if existing is not None:
-            return existing, False
         user_a, user_b = ordered_pair(user1, user2)
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    chat_rooms_table.insert().values(
-                        user_a=user_a, user_b=user_b, created_at=_naive(datetime.now(UTC))
+        for _ in range(_RACE_ATTEMPTS):
+            existing = await self.find(user1, user2)
+            if existing is not None:
+                return existing, False
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        chat_rooms_table.insert().values(
+                            user_a=user_a, user_b=user_b, created_at=_naive(datetime.now(UTC))
+                        )
                     )
-                )
-        except sa.exc.IntegrityError:
-            pass  # the other user's insert won: theirs is the room
-        else:
+            except sa.exc.IntegrityError:
+                # The other user's insert won: theirs is the room. find() reads
+                # on a connection of its own, in a fresh transaction, so even
+                # under REPEATABLE READ it sees the winner's committed row.
+                room = await self.find(user1, user2)
+                assert room is not None, "unique pair violated but no room found"
+                return room, False
+            except sa.exc.DBAPIError as exc:
+                _retrying(exc, "chat_room.create", user_a=user_a, user_b=user_b)
+                continue
             room = await self.find(user1, user2)
             assert room is not None
             return room, True
-        room = await self.find(user1, user2)
-        assert room is not None, "unique pair violated but no room found"
-        return room, False
+        raise RuntimeError(f"room of {user_a!r} and {user_b!r}: too many concurrent writers")
 
     async def get(self, room_id: int) -> ChatRoom | None:
         query = chat_rooms_table.select().where(chat_rooms_table.c.id == room_id)
@@ -490,33 +569,48 @@ class SqlMessageStore(MessageStore):
             row = (await conn.execute(query)).one_or_none()
         return _message_from_row(row) if row else None
 
+    async def _next_seq(self, conn: AsyncConnection, room_id: int, now: datetime) -> int:
+        """Take the room's next ``seq`` inside the caller's transaction; the
+        counter row stays locked until it commits or rolls back."""
+        k = chat_counters_table.c
+        if is_mysql(conn):
+            # One statement whether or not the row exists: an UPDATE of a
+            # missing row would take a gap lock in InnoDB, and two first
+            # senders holding one each would deadlock on their INSERTs.
+            bump = mysql.insert(chat_counters_table).values(
+                room_id=room_id, last_seq=1, last_at=_naive(now)
+            )
+            await conn.execute(
+                bump.on_duplicate_key_update(last_seq=k.last_seq + 1, last_at=bump.inserted.last_at)
+            )
+        else:
+            bumped = await conn.execute(
+                chat_counters_table.update()
+                .where(k.room_id == room_id)
+                .values(last_seq=k.last_seq + 1, last_at=_naive(now))
+            )
+            if bumped.rowcount != 1:
+                await conn.execute(
+                    chat_counters_table.insert().values(
+                        room_id=room_id, last_seq=1, last_at=_naive(now)
+                    )
+                )
+                return 1
+        # This transaction's own write: visible to its reads at any isolation level.
+        seq = (await conn.execute(sa.select(k.last_seq).where(k.room_id == room_id))).scalar_one()
+        return int(seq)
+
     async def append(
         self, room_id: int, sender_id: str, content: str, client_msg_id: str
     ) -> tuple[ChatMessage, bool]:
         existing = await self._find(room_id, sender_id, client_msg_id)
         if existing is not None:
             return existing, False
-        k = chat_counters_table.c
         for _ in range(_RACE_ATTEMPTS):
             try:
                 async with self._write_lock, self._engine.begin() as conn:
                     now = datetime.now(UTC)
-                    bumped = await conn.execute(
-                        chat_counters_table.update()
-                        .where(k.room_id == room_id)
-                        .values(last_seq=k.last_seq + 1, last_at=_naive(now))
-                    )
-                    if bumped.rowcount == 1:
-                        seq = (
-                            await conn.execute(sa.select(k.last_seq).where(k.room_id == room_id))
-                        ).scalar_one()
-                    else:
-                        seq = 1
-                        await conn.execute(
-                            chat_counters_table.insert().values(
-                                room_id=room_id, last_seq=seq, last_at=_naive(now)
-                            )
-                        )
+                    seq = await self._next_seq(conn, room_id, now)
                     await conn.execute(
                         chat_messages_table.insert().values(
                             room_id=room_id,
@@ -533,6 +627,10 @@ class SqlMessageStore(MessageStore):
                 existing = await self._find(room_id, sender_id, client_msg_id)
                 if existing is not None:
                     return existing, False
+                continue
+            except sa.exc.DBAPIError as exc:
+                # InnoDB rolled it back (a deadlock): the seq was not used.
+                _retrying(exc, "chat_message.append", room_id=room_id)
                 continue
             message = ChatMessage(room_id, seq, sender_id, content, client_msg_id, now)
             return message, True
@@ -577,9 +675,23 @@ class SqlMessageStore(MessageStore):
         for _ in range(_RACE_ATTEMPTS):
             try:
                 async with self._write_lock, self._engine.begin() as conn:
-                    await conn.execute(
-                        chat_reads_table.update().where(*where, r.seq < target).values(seq=target)
-                    )
+                    if is_mysql(conn):
+                        # Insert-or-raise in one statement (no gap lock taken
+                        # by an UPDATE of a missing marker, see _next_seq).
+                        upsert = mysql.insert(chat_reads_table).values(
+                            room_id=room_id, user_id=user_id, seq=target
+                        )
+                        await conn.execute(
+                            upsert.on_duplicate_key_update(
+                                seq=sa.func.greatest(r.seq, upsert.inserted.seq)
+                            )
+                        )
+                    else:
+                        await conn.execute(
+                            chat_reads_table.update()
+                            .where(*where, r.seq < target)
+                            .values(seq=target)
+                        )
                     marker = (
                         await conn.execute(sa.select(r.seq).where(*where))
                     ).scalar_one_or_none()
@@ -592,6 +704,9 @@ class SqlMessageStore(MessageStore):
                         marker = target
             except sa.exc.IntegrityError:
                 continue  # the first marker was inserted meanwhile: update it
+            except sa.exc.DBAPIError as exc:
+                _retrying(exc, "chat_read.mark", room_id=room_id)
+                continue
             return int(marker)
         raise RuntimeError(f"room {room_id}: too many concurrent read markers")
 

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import socketio
@@ -18,6 +18,7 @@ from aiohttp import web
 from persistence.factory import Stores, open_stores
 from persistence.models import utcnow
 from rtc_bridge.base import MediaBackend
+from rtc_bridge.openvidu import OpenViduMedia
 from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
 from signaling import ops, questions, web_routes
@@ -28,15 +29,20 @@ from signaling.calls.service import CallRules, CallService
 from signaling.chat import routes as chat_routes
 from signaling.chat.namespace import ChatNamespace, SocketChatOutbox
 from signaling.chat.service import ChatService
-from signaling.cluster import ClusterBus
 from signaling.config import ConfigError, Settings
 from signaling.edge import GuardedServer
 from signaling.errors import ApiError
 from signaling.gifts import routes as gift_routes
 from signaling.gifts.service import GiftService
 from signaling.http import cors_middleware_for, error_middleware
+from signaling.ice import IceServerProvider
 from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, VERIFIER
 from signaling.metrics import Metrics
+from signaling.webhooks import openvidu as openvidu_webhook
+from signaling.webhooks.openvidu import MEDIA
+
+if TYPE_CHECKING:
+    from signaling.cluster import ClusterBus
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +94,28 @@ def create_sio(settings: Settings) -> GuardedServer:
 
 
 def create_media(settings: Settings) -> MediaBackend:
+    """The media backend ``SIGNALING_MEDIA`` names (docs/media.md)."""
     if settings.media == "p2p":
         return PeerToPeerMedia()
-    raise ConfigError(f"SIGNALING_MEDIA={settings.media} is not available in this version yet")
+    if settings.media == "openvidu":
+        if not (settings.openvidu_url and settings.openvidu_secret):
+            raise ConfigError("SIGNALING_MEDIA=openvidu needs SIGNALING_OPENVIDU_URL and _SECRET")
+        if not settings.openvidu_webhook_secret:
+            raise ConfigError(
+                "SIGNALING_MEDIA=openvidu needs SIGNALING_OPENVIDU_WEBHOOK_SECRET "
+                f"(OpenVidu sends it in the {openvidu_webhook.SECRET_HEADER} header)"
+            )
+        return OpenViduMedia(settings.openvidu_url, settings.openvidu_secret)
+    if settings.media == "relay":
+        try:
+            from rtc_bridge.relay import RelayMedia
+        except ImportError as exc:
+            raise ConfigError(
+                f"SIGNALING_MEDIA=relay needs aiortc ({exc}): "
+                "pip install 'giftcall-signaling[relay]'"
+            ) from None
+        return RelayMedia()
+    raise ConfigError(f"SIGNALING_MEDIA={settings.media} is not a media backend")
 
 
 def call_rules(settings: Settings) -> CallRules:
@@ -101,6 +126,7 @@ def call_rules(settings: Settings) -> CallRules:
         join_grace_s=settings.join_grace_s,
         signal_queue_max=settings.signal_queue_max,
         ice_servers=settings.ice_servers,
+        ice_servers_for=IceServerProvider.from_settings(settings).for_user,
     )
 
 
@@ -161,6 +187,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(gift_routes.routes)
     app.router.add_routes(ops.routes)
     app.router.add_routes(web_routes.routes)
+    app.router.add_routes(openvidu_webhook.routes)
 
     authenticate = socket_authenticator(verifier)
 
@@ -201,6 +228,7 @@ async def run_services(
         else None
     )
     media = create_media(settings)
+    app[MEDIA] = media
     try:
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
         service = CallService(

@@ -20,7 +20,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from signaling.config import PREFIX, ConfigError, Settings
@@ -122,11 +122,6 @@ class IceServerProvider:
             ttl_s=credential_ttl_s(settings),
             clock=clock,
         )
-
-    @property
-    def servers(self) -> Sequence[Mapping[str, Any]]:
-        """The configured entries (read-only view of this provider's copy)."""
-        return self._servers
 
     def expiry(self) -> int:
         """The Unix time that credentials minted now carry (rounded up)."""

@@ -25,6 +25,7 @@ from persistence.models import (
 )
 from persistence.presence import PresenceStore
 from rtc_bridge.base import MediaBackend
+from rtc_bridge.errors import MediaSignalError, MediaUnavailableError
 from scheduler.service import CallTimers, window_for
 from signaling.calls.schemas import Signal
 from signaling.errors import ApiError, conflict, forbidden, invalid, not_found
@@ -55,6 +56,8 @@ class CallRules:
     join_grace_s: float = 600.0
     signal_queue_max: int = 64
     ice_servers: tuple[dict[str, Any], ...] = ()
+    #: the join ack's ice_servers for one user (TURN credentials); None: ice_servers as is
+    ice_servers_for: Callable[[str], list[dict[str, Any]]] | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +194,11 @@ class CallService:
                 raise ApiError("too_early", f"the join window opens at {iso(call.opens_at)}")
             call = await self._fire(call_id) or call  # the timer is behind: catch up
         self._raise_if_over(call)
+        # Before entering presence: a media server that fails leaves nothing changed.
+        try:
+            media_extras = await self._media.join_extras(call_id, user_id)
+        except MediaUnavailableError as exc:
+            raise ApiError("unavailable", str(exc)) from None
 
         async with self._presence.lock(call_id):
             previous_call = self._joined.get(sid)
@@ -239,13 +247,17 @@ class CallService:
             "call": call.to_wire(),
             "role": "offerer" if partner_sid is not None else "waiting",
             "partner_present": partner_sid is not None,
-            "ice_servers": list(self.rules.ice_servers),
+            "ice_servers": (
+                self.rules.ice_servers_for(user_id)
+                if self.rules.ice_servers_for is not None
+                else list(self.rules.ice_servers)
+            ),
             "countdown_s": self.rules.countdown_s,
             "limit_s": self.rules.limit_s,
         }
         if call.state is CallState.LIVE:
             ack["ends_at"] = iso(call.ends_at)
-        ack.update(await self._media.join_extras(call_id, user_id))
+        ack.update(media_extras)
         return ack
 
     async def relay(self, sid: str, signal: Signal) -> None:
@@ -263,7 +275,10 @@ class CallService:
         if signal.candidate is not None:
             message["candidate"] = signal.candidate.model_dump(exclude_unset=True)
         if self._media.terminates_peers:
-            await self._media.on_signal(signal.call_id, joined.user_id, message)
+            try:
+                await self._media.on_signal(signal.call_id, joined.user_id, message)
+            except MediaSignalError as exc:
+                raise invalid(str(exc)) from None
             self._metrics.signals_by_type[signal.type].inc()
             return
         members = await self._presence.members(signal.call_id)

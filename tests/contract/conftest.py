@@ -1,17 +1,17 @@
 """One contract suite, every backend: each test that takes ``stores`` (or one of
 the single-store fixtures) runs once per entry of :data:`BACKENDS`.
 
-Adding a backend is one more :class:`Backend` in the list. MySQL is wired in
-already and joins the run when ``CONTRACT_MYSQL_URL`` names a scratch database
-(``mysql+aiomysql://user:pass@127.0.0.1/scratch``): its tables are dropped and
-re-created before every test.
+Adding a backend is one more :class:`Backend` in the list. MySQL/MariaDB is
+always in it: a scratch database on the local server (see
+``tests/contract/mysql_scratch.py``), made and migrated once per run, emptied
+before every test, dropped at the end. Without a reachable server the MySQL
+tests fail, saying so; they are never skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from persistence.calls import CallStore, NotificationStore
 from persistence.factory import Stores, open_stores
 from persistence.presence import PresenceStore
 from persistence.questions import QuestionStore
+from tests.contract import mysql_scratch
 
 OpenBackend = Callable[[Path], AbstractAsyncContextManager[Stores]]
 
@@ -49,31 +50,29 @@ def sqlite_backend(tmp_path: Path) -> AbstractAsyncContextManager[Stores]:
     return opened(f"sqlite+aiosqlite:///{tmp_path / 'contract.sqlite3'}")
 
 
-def scratch_sql_backend(url: str) -> OpenBackend:
-    """A shared server database, emptied before each test."""
+@contextlib.asynccontextmanager
+async def _mysql_stores() -> AsyncIterator[Stores]:
+    url = await mysql_scratch.SHARED.fresh()
+    async with opened(url) as stores:
+        yield stores
 
-    @contextlib.asynccontextmanager
-    async def open_fresh(_tmp_path: Path) -> AsyncIterator[Stores]:
-        from persistence.sql import create_engine, metadata
 
-        engine = create_engine(url)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.drop_all)
-        finally:
-            await engine.dispose()
-        async with opened(url) as stores:
-            yield stores
-
-    return open_fresh
+def mysql_backend(_tmp_path: Path) -> AbstractAsyncContextManager[Stores]:
+    """The shared scratch MariaDB/MySQL database, with empty tables."""
+    return _mysql_stores()
 
 
 BACKENDS: list[Backend] = [
     Backend("memory", memory_backend),
     Backend("sqlite", sqlite_backend),
+    Backend("mysql", mysql_backend),
 ]
-if mysql_url := os.environ.get("CONTRACT_MYSQL_URL"):
-    BACKENDS.append(Backend("mysql", scratch_sql_backend(mysql_url)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_the_scratch_mysql_database() -> Iterator[None]:
+    yield
+    mysql_scratch.SHARED.drop()
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])

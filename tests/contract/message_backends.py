@@ -1,8 +1,9 @@
 """Fixtures of the chat store contract tests: every message store backend,
-MongoDB included, as a real wire-protocol server (nx-27017) in a child process.
+MongoDB included, as a real wire-protocol server (nx-27017) in a child process,
+and MySQL/MariaDB as the shared scratch database of ``mysql_scratch``.
 
-The Mongo server must start: if it cannot, every Mongo test errors loudly
-(never skips), as CI must run them."""
+The Mongo server must start and the MariaDB server must answer: if either
+cannot, its tests error loudly (never skip), as CI must run them."""
 
 from __future__ import annotations
 
@@ -24,10 +25,26 @@ from persistence.memory import (
     MemoryMessageStore,
     MemoryRoomStore,
 )
+from tests.contract import mysql_scratch
 from tests.support import free_port, wait_for_port
 
-MESSAGE_BACKENDS = ("memory", "sqlite", "mongo")
-SQL_BACKENDS = ("memory", "sqlite")
+MESSAGE_BACKENDS = ("memory", "sqlite", "mysql", "mongo")
+SQL_BACKENDS = ("memory", "sqlite", "mysql")
+
+
+async def sql_url(backend: str, tmp_path: Path, name: str) -> str:
+    """An empty, migrated SQL database of ``backend`` (``sqlite`` or ``mysql``)."""
+    if backend == "mysql":
+        return await mysql_scratch.SHARED.fresh()
+    url = f"sqlite+aiosqlite:///{tmp_path / name}"
+    from persistence.sql import create_engine, create_schema
+
+    engine = create_engine(url)
+    try:
+        await create_schema(engine)
+    finally:
+        await engine.dispose()
+    return url
 
 
 @contextlib.contextmanager
@@ -93,11 +110,10 @@ async def message_store(
     if request.param == "memory":
         yield MemoryMessageStore()
         return
-    if request.param == "sqlite":
-        from persistence.sql import SqlMessageStore, create_engine, create_schema
+    if request.param in ("sqlite", "mysql"):
+        from persistence.sql import SqlMessageStore, create_engine
 
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'messages.sqlite3'}")
-        await create_schema(engine)
+        engine = create_engine(await sql_url(request.param, tmp_path, "messages.sqlite3"))
         try:
             yield SqlMessageStore(engine)
         finally:
@@ -122,16 +138,9 @@ async def chat_sql_stores(
         calls = MemoryCallStore()
         yield MemoryRoomStore(), MemoryGiftStore(calls), calls
         return
-    from persistence.sql import (
-        SqlCallStore,
-        SqlGiftStore,
-        SqlRoomStore,
-        create_engine,
-        create_schema,
-    )
+    from persistence.sql import SqlCallStore, SqlGiftStore, SqlRoomStore, create_engine
 
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'main.sqlite3'}")
-    await create_schema(engine)
+    engine = create_engine(await sql_url(request.param, tmp_path, "main.sqlite3"))
     try:
         yield SqlRoomStore(engine), SqlGiftStore(engine), SqlCallStore(engine)
     finally:

@@ -137,7 +137,7 @@ class Lab:
         folder = self.tmp_path / f"server{self._servers}"
         folder.mkdir()
         return await self.stack.enter_async_context(
-            serve_in_process(support.test_settings(folder, **overrides))
+            serve_in_process(support.server_settings(folder, **overrides))
         )
 
     async def connect(

@@ -236,7 +236,7 @@ def mongo_wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def mongo_chat_server(tmp_path: Path, mongo_wire: str) -> AsyncIterator[RunningServer]:
-    settings = support.test_settings(tmp_path, message_store_url=mongo_database_url(mongo_wire))
+    settings = support.server_settings(tmp_path, message_store_url=mongo_database_url(mongo_wire))
     async with serve_in_process(settings) as running:
         yield running
 

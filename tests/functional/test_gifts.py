@@ -150,7 +150,7 @@ async def test_crossing_gifts_create_the_room_exactly_once(server: RunningServer
 
 @pytest.fixture
 async def admin_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    settings = support.test_settings(tmp_path, admin_ids=frozenset({"admin"}))
+    settings = support.server_settings(tmp_path, admin_ids=frozenset({"admin"}))
     async with serve_in_process(settings) as running:
         yield running
 

@@ -159,7 +159,7 @@ def _call_stored_state(settings: Settings, call_id: int) -> str:
 async def test_a_server_killed_mid_call_still_ends_it_at_the_original_limit(
     tmp_path: Path,
 ) -> None:
-    settings = support.test_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=6.0)
+    settings = support.server_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=6.0)
     env = _env(settings)
     server = RunningServer(settings)
     async with child_server(settings, env) as first, _clients() as clients:
@@ -235,7 +235,7 @@ async def test_a_server_killed_mid_call_still_ends_it_at_the_original_limit(
 async def test_a_call_whose_limit_passed_while_the_server_was_down_ends_at_start_up(
     tmp_path: Path,
 ) -> None:
-    settings = support.test_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=1.5)
+    settings = support.server_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=1.5)
     env = _env(settings)
     server = RunningServer(settings)
     async with child_server(settings, env) as first, _clients() as clients:
@@ -273,7 +273,7 @@ async def test_a_call_whose_limit_passed_while_the_server_was_down_ends_at_start
 async def test_a_window_that_opened_while_the_server_was_down_opens_once_at_start_up(
     tmp_path: Path,
 ) -> None:
-    settings = support.test_settings(
+    settings = support.server_settings(
         tmp_path, countdown_s=COUNTDOWN_S, limit_s=4.0, notify_before_s=2.0
     )
     env = _env(settings)
@@ -311,7 +311,7 @@ async def test_a_clean_stop_with_users_in_a_call_exits_promptly(tmp_path: Path) 
     """SIGTERM (docker stop, systemd, Ctrl-C) must not wait for the clients to
     go away on their own (their ping timeout is 45 s): a stop that outlasts
     the usual 10 s grace ends as a SIGKILL."""
-    settings = support.test_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=30.0)
+    settings = support.server_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=30.0)
     env = _env(settings)
     server = RunningServer(settings)
     async with child_server(settings, env) as child, _clients() as clients:
@@ -340,7 +340,7 @@ async def test_a_clean_stop_just_as_a_user_disconnects_exits_promptly(tmp_path: 
     """A user whose connection closes at the moment the server is told to stop
     must not hold the stop, nor make it fail (a race: tried a few times, each
     on a fresh server)."""
-    settings = support.test_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=30.0)
+    settings = support.server_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=30.0)
     env = _env(settings)
     server = RunningServer(settings)
     for attempt in range(3):

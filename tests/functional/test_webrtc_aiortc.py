@@ -24,7 +24,7 @@ EARLY_S = 0.05
 
 @pytest.fixture
 async def short_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    settings = support.test_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=LIMIT_S)
+    settings = support.server_settings(tmp_path, countdown_s=COUNTDOWN_S, limit_s=LIMIT_S)
     async with serve_in_process(settings) as running:
         yield running
 

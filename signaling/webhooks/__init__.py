@@ -1,0 +1,1 @@
+"""Webhooks that outside services post to the server (OpenVidu)."""
