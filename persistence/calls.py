@@ -35,6 +35,20 @@ class CallStore(abc.ABC):
     win, which is what makes timers idempotent across retries and processes.
     """
 
+    def __init__(self) -> None:
+        #: The last record this process wrote per call: the next update's
+        #: first guess, saving a read (compare-and-set catches a stale one).
+        self._recent_writes: dict[int, CallRecord] = {}
+
+    def _remember(self, call: CallRecord) -> None:
+        recent = self._recent_writes
+        recent.pop(call.id, None)
+        if call.state.is_final:
+            return
+        if len(recent) >= _RECENT_MAX:
+            del recent[next(iter(recent))]  # the oldest
+        recent[call.id] = call
+
     @abc.abstractmethod
     async def create(
         self,
@@ -80,6 +94,9 @@ class CallStore(abc.ABC):
         (``decide`` said no, or the call does not exist). Each transition is
         logged here, once, whoever made it.
         """
+        recent = self._recent_writes
+        if known is None:
+            known = recent.get(call_id)
         for _ in range(_CAS_ATTEMPTS):
             before = known if known is not None else await self.get(call_id)
             if before is None:
@@ -97,7 +114,10 @@ class CallStore(abc.ABC):
                 raise IllegalTransitionError(f"call {call_id}: {before.state} -> {changes.state}")
             known = None
             after = await self.transition(before, changes)
-            if after is not None:
+            if after is None:
+                recent.pop(call_id, None)
+            else:
+                self._remember(after)
                 logger.info(
                     "call %s: %s -> %s",
                     call_id,
@@ -139,6 +159,9 @@ class NotificationStore(abc.ABC):
     @abc.abstractmethod
     async def list_for_user(self, user_id: str, limit: int = 50) -> list[Notification]:
         """Newest first."""
+
+
+_RECENT_MAX = 4096
 
 
 def is_due(call: CallRecord, now: datetime) -> bool:

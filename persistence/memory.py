@@ -37,6 +37,7 @@ from persistence.questions import QuestionStore
 
 class MemoryCallStore(CallStore):
     def __init__(self) -> None:
+        super().__init__()
         self._calls: dict[int, CallRecord] = {}
         self._ids = itertools.count(1)
 
@@ -58,6 +59,7 @@ class MemoryCallStore(CallStore):
             state=CallState.SCHEDULED,
         )
         self._calls[call.id] = call
+        self._remember(call)
         return call
 
     async def get(self, call_id: int) -> CallRecord | None:

@@ -24,11 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,12 +32,31 @@ from persistence.sqltypes import ExactString, exact_collation
 
 logger = logging.getLogger(__name__)
 
+
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic narrates every step at INFO; the server logs one event instead."""
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    if alembic_logger.getEffectiveLevel() < logging.WARNING:
+        alembic_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_logger.setLevel(level)
+
+
+# Alembic logs a line for each plugin it registers on its first import.
+with _quiet_alembic():
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
 #: The Alembic script directory (``env.py``, ``versions/``, ``alembic.ini``).
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 ALEMBIC_INI = MIGRATIONS_DIR / "alembic.ini"
-#: The revision that made the schema ``metadata.create_all`` used to make
-#: before migrations existed; such a database is adopted at this revision.
-BASELINE = "0001"
 #: Name and wait of the MySQL/MariaDB lock that serialises migrating processes.
 LOCK_NAME = "giftcall.schema_migration"
 LOCK_TIMEOUT_S = 120
@@ -173,36 +187,22 @@ def _sqlite_write_lock(connection: Connection) -> Iterator[None]:
         driver.isolation_level = previous
 
 
-@contextlib.contextmanager
-def _quiet_alembic() -> Iterator[None]:
-    """Alembic narrates every step at INFO; the server logs one event instead."""
-    alembic_logger = logging.getLogger("alembic")
-    level = alembic_logger.level
-    if alembic_logger.getEffectiveLevel() < logging.WARNING:
-        alembic_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        alembic_logger.setLevel(level)
-
-
 def _upgrade_sync(connection: Connection, revision: str) -> tuple[str | None, str | None, bool]:
     with migration_lock(connection), _quiet_alembic():
         before = current_revision(connection)
         adopted = False
         ours = set(metadata.tables) & set(sa.inspect(connection).get_table_names())
         if before is None and ours:
-            # Made by create_all before migrations existed (or by a first
-            # migration interrupted before it recorded itself): adopt it if
-            # it is exactly the baseline schema.
+            # Made by create_all before migrations existed: adopt it if it is
+            # exactly the newest schema (the metadata is the head revision's).
             differences = schema_differences(connection)
             if differences:
                 raise SchemaMismatchError(
                     f"the database has tables ({', '.join(sorted(ours))}) but no "
-                    f"migration history, and they differ from revision {BASELINE}: "
+                    f"migration history, and they differ from revision {head_revision()}: "
                     f"{differences!r}; migrate it by hand or use an empty database"
                 )
-            command.stamp(alembic_config(connection), BASELINE)
+            command.stamp(alembic_config(connection), "head")
             adopted = True
         command.upgrade(alembic_config(connection), revision)
         return before, current_revision(connection), adopted

@@ -203,8 +203,16 @@ def create_engine(url: str) -> AsyncEngine:
         # One connection: SQLite has a single writer anyway, and a second
         # pooled connection would wait for the write lock in SQLite's busy
         # handler (sleeps of up to 100 ms) instead of in an asyncio queue.
+        # pool_reset_on_return=None: pysqlite opens a transaction only before
+        # a write, and every write here commits, so the ROLLBACK on return
+        # would be a thread round trip that does nothing.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+            url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            pool_reset_on_return=None,
         )
 
         @sa.event.listens_for(engine.sync_engine, "connect")
@@ -276,8 +284,29 @@ def _retrying(exc: sa.exc.DBAPIError, operation: str, **ids: Any) -> None:
     )
 
 
+# Built once: constructing a statement costs more than running it on SQLite.
+_CALL_BY_ID = calls_table.select().where(calls_table.c.id == sa.bindparam("call_id"))
+_CALL_CAS = (
+    calls_table.update()
+    .where(
+        calls_table.c.id == sa.bindparam("match_id"),
+        calls_table.c.version == sa.bindparam("match_version"),
+    )
+    .values(
+        state=sa.bindparam("new_state"),
+        version=sa.bindparam("new_version"),
+        live_at=sa.bindparam("new_live_at"),
+        ends_at=sa.bindparam("new_ends_at"),
+        started_at=sa.bindparam("new_started_at"),
+        ended_at=sa.bindparam("new_ended_at"),
+        end_reason=sa.bindparam("new_end_reason"),
+    )
+)
+
+
 class SqlCallStore(CallStore):
     def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
         self._engine = engine
 
     async def create(
@@ -288,6 +317,7 @@ class SqlCallStore(CallStore):
         opens_at: datetime,
         closes_at: datetime,
     ) -> CallRecord:
+        created_at = datetime.now(UTC)
         values = {
             "caller_id": caller_id,
             "callee_id": callee_id,
@@ -296,21 +326,27 @@ class SqlCallStore(CallStore):
             "closes_at": _naive(closes_at),
             "state": CallState.SCHEDULED.value,
             "version": 1,
-            "created_at": _naive(datetime.now(UTC)),
+            "created_at": _naive(created_at),
         }
         async with self._engine.begin() as conn:
-            result = await conn.execute(calls_table.insert().values(**values))
-            call_id = result.inserted_primary_key[0]  # type: ignore[index]
-            row = (
-                await conn.execute(calls_table.select().where(calls_table.c.id == call_id))
-            ).one()
-        return _call_from_row(row)
+            result = await conn.execute(calls_table.insert(), values)
+        # No read-back: the row is exactly these values and the new id.
+        call = CallRecord(
+            id=int(result.inserted_primary_key[0]),  # type: ignore[index]
+            caller_id=caller_id,
+            callee_id=callee_id,
+            scheduled_at=as_utc(scheduled_at),
+            opens_at=as_utc(opens_at),
+            closes_at=as_utc(closes_at),
+            state=CallState.SCHEDULED,
+            created_at=created_at,
+        )
+        self._remember(call)
+        return call
 
     async def get(self, call_id: int) -> CallRecord | None:
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(calls_table.select().where(calls_table.c.id == call_id))
-            ).one_or_none()
+            row = (await conn.execute(_CALL_BY_ID, {"call_id": call_id})).one_or_none()
         return _call_from_row(row) if row else None
 
     async def list_for_user(self, user_id: str, limit: int = 100) -> list[CallRecord]:
@@ -329,22 +365,19 @@ class SqlCallStore(CallStore):
         # One UPDATE, no read-back: the new record is what apply_changes makes
         # of the version that matched.
         updated = apply_changes(call, changes)
-        c = calls_table.c
-        statement = (
-            calls_table.update()
-            .where(c.id == call.id, c.version == call.version)
-            .values(
-                state=updated.state.value,
-                version=updated.version,
-                live_at=_naive(updated.live_at),
-                ends_at=_naive(updated.ends_at),
-                started_at=_naive(updated.started_at),
-                ended_at=_naive(updated.ended_at),
-                end_reason=updated.end_reason.value if updated.end_reason else None,
-            )
-        )
+        params = {
+            "match_id": call.id,
+            "match_version": call.version,
+            "new_state": updated.state.value,
+            "new_version": updated.version,
+            "new_live_at": _naive(updated.live_at),
+            "new_ends_at": _naive(updated.ends_at),
+            "new_started_at": _naive(updated.started_at),
+            "new_ended_at": _naive(updated.ended_at),
+            "new_end_reason": updated.end_reason.value if updated.end_reason else None,
+        }
         async with self._engine.begin() as conn:
-            result = await conn.execute(statement)
+            result = await conn.execute(_CALL_CAS, params)
         return updated if result.rowcount == 1 else None
 
     async def list_unfinished(self) -> list[CallRecord]:
@@ -392,13 +425,14 @@ class SqlNotificationStore(NotificationStore):
         created_at = datetime.now(UTC)
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                notifications_table.insert().values(
-                    user_id=user_id,
-                    kind=kind,
-                    call_id=call_id,
-                    payload=orjson.dumps(payload).decode(),
-                    created_at=_naive(created_at),
-                )
+                notifications_table.insert(),
+                {
+                    "user_id": user_id,
+                    "kind": kind,
+                    "call_id": call_id,
+                    "payload": orjson.dumps(payload).decode(),
+                    "created_at": _naive(created_at),
+                },
             )
         new_id = result.inserted_primary_key[0]  # type: ignore[index]
         return Notification(new_id, user_id, kind, call_id, dict(payload), created_at)

@@ -220,13 +220,13 @@ async def run_services(
         if call is not None and call.state.is_final:
             service.forget(call_id)
 
-    bus = (
-        ClusterBus(
+    bus: ClusterBus | None = None
+    if settings.redis_url:
+        from signaling.cluster import ClusterBus  # the redis extra, only when asked for
+
+        bus = ClusterBus(
             settings.redis_url, call_changed_elsewhere, channel=f"{settings.redis_prefix}:calls"
         )
-        if settings.redis_url
-        else None
-    )
     media = create_media(settings)
     app[MEDIA] = media
     try:

@@ -38,10 +38,12 @@ DATETIME_FIELDS = (
 
 
 class YieldingCallStore(CallStore):
-    """Delegates to a real store but yields after every read, so concurrent
-    ``update()`` calls all read the same version and really race."""
+    """Delegates to a real store but yields after every read and before every
+    write, so concurrent ``update()`` calls all decide on the same version and
+    really race."""
 
     def __init__(self, inner: CallStore) -> None:
+        super().__init__()
         self.inner = inner
         self.lost_races = 0
 
@@ -64,6 +66,7 @@ class YieldingCallStore(CallStore):
         return await self.inner.list_for_user(user_id, limit)
 
     async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+        await asyncio.sleep(0)  # writers deciding on a remembered record race here
         after = await self.inner.transition(call, changes)
         self.lost_races += after is None
         return after
