@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install install-test lint test bench-relay clean
+.PHONY: run install install-test lint test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
