@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from pymysql.constants.CLIENT import FOUND_ROWS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.models import CallChanges, CallState
+from persistence.gifts import GiftBox
+from persistence.models import CallChanges, CallState, utcnow
 from persistence.sql import (
     SqlCallStore,
+    SqlGiftStore,
     SqlMessageStore,
     SqlRoomStore,
     calls_table,
@@ -212,3 +215,20 @@ async def wait_for_a_lock_wait(engine: AsyncEngine) -> None:
         if any(state == "LOCK WAIT" for state, _ in transactions):
             return
     raise AssertionError(f"the send never waited for the gap lock: {transactions}")
+
+
+async def test_a_failed_special_gift_leaves_no_call(engine: AsyncEngine) -> None:
+    """One InnoDB transaction: when the gift's insert fails, its call is gone too."""
+    gifts, calls = SqlGiftStore(engine), SqlCallStore(engine)
+    at = utcnow() + timedelta(hours=1)
+    with pytest.raises(sa.exc.IntegrityError):
+        await gifts.create_with_call(
+            "alice",
+            "bob",
+            None,  # type: ignore[arg-type]  # NOT NULL: fails after the call's insert
+            scheduled_at=at,
+            opens_at=at,
+            closes_at=at + timedelta(minutes=10),
+        )
+    assert await calls.list_for_user("alice") == []
+    assert await gifts.list_for_user("alice", GiftBox.SENT) == []
