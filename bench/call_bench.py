@@ -84,7 +84,7 @@ def real_server(port: int, folder: Path, countdown_s: float, limit_s: float) -> 
     return child([sys.executable, "-m", "signaling", "serve"], port, env)
 
 
-def loadgen(port: int, pid: int, folder: Path, *args: str) -> dict[str, Any]:
+def loadgen(port: int, pid: int | str, folder: Path, *args: str) -> dict[str, Any]:
     out = folder / f"loadgen-{time.monotonic_ns()}.json"
     command = [
         sys.executable,

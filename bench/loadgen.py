@@ -80,6 +80,7 @@ class Config:
     rate: float
     max_concurrent: int
     procs: int
+    url_b: str
     rest: bool
     jwt_secret: str
     candidates: int
@@ -407,7 +408,7 @@ class Peer:
         try:
             async with asyncio.timeout(cfg.connect_timeout * 2):
                 await self.sio.connect(
-                    cfg.url,
+                    cfg.url if self.side == 1 else cfg.url_b,
                     auth={"token": self.token},
                     transports=["websocket"],
                     namespaces=[NAMESPACE],
@@ -789,13 +790,17 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
-def _cpu_ticks(pid: int) -> float | None:
+def _cpu_ticks(pids: str) -> float | None:
+    """CPU seconds used so far by the comma-separated server processes, summed."""
+    total = 0.0
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, USER_HZ = 100
+        for pid in pids.split(","):
+            with open(f"/proc/{int(pid)}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, USER_HZ
     except (OSError, IndexError, ValueError):
         return None
+    return total
 
 
 def split_calls(n: int, k: int) -> list[range]:
@@ -808,7 +813,7 @@ def split_calls(n: int, k: int) -> list[range]:
     return out
 
 
-def run(cfg: Config, json_path: str | None, server_pid: int | None) -> int:
+def run(cfg: Config, json_path: str | None, server_pid: str | None) -> int:
     ctx = mp.get_context("spawn")
     counters = multiprocessing.sharedctypes.RawArray("q", cfg.procs * NFIELDS)
     go = ctx.Event()
@@ -1070,7 +1075,7 @@ def print_summary(s: dict[str, Any]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def parse_args(argv: list[str] | None) -> tuple[Config, str | None, int | None]:
+def parse_args(argv: list[str] | None) -> tuple[Config, str | None, str | None]:
     ap = argparse.ArgumentParser(
         description="Call load generator (see bench/README.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -1104,12 +1109,20 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None, int | None]:
     ap.add_argument("--max-time", type=float, default=300.0, help="hard limit for the whole run")
     ap.add_argument("--connect-concurrency", type=int, default=100, help="per worker process")
     ap.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
-    ap.add_argument("--server-pid", type=int, help="report this process's CPU use (Linux)")
+    ap.add_argument(
+        "--server-pid",
+        help="report these processes' CPU use, summed (Linux; comma-separated pids)",
+    )
+    ap.add_argument(
+        "--url-b",
+        help="server for each call's second user (another process of a cluster); default --url",
+    )
     a = ap.parse_args(argv)
 
-    host = urlsplit(a.url).hostname
-    if host not in LOCAL_HOSTS:
-        ap.error(f"only local targets are allowed (127.0.0.1, localhost, ::1), not {host!r}")
+    for url in (a.url, a.url_b or a.url):
+        host = urlsplit(url).hostname
+        if host not in LOCAL_HOSTS:
+            ap.error(f"only local targets are allowed (127.0.0.1, localhost, ::1), not {host!r}")
     if a.calls < 1 or a.procs < 1 or a.rate <= 0 or a.max_concurrent < 1 or a.candidates < 0:
         ap.error("--calls, --procs, --max-concurrent must be >= 1 and --rate > 0")
     for name in (
@@ -1124,6 +1137,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None, int | None]:
     procs = min(a.procs, a.calls)
     cfg = Config(
         url=a.url.rstrip("/"),
+        url_b=(a.url_b or a.url).rstrip("/"),
         mode=a.mode,
         calls=a.calls,
         rate=a.rate,
