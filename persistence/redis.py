@@ -6,7 +6,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from persistence.presence import PresenceStore
 
@@ -32,6 +32,16 @@ return 0
 """
 
 
+def blocking_pool(
+    url: str, max_connections: int = 64, *, decode_responses: bool = True
+) -> BlockingConnectionPool:
+    """A bounded pool that makes a burst of commands wait for a connection
+    (redis-py's default pool raises "Too many connections" instead)."""
+    return BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, decode_responses=decode_responses
+    )
+
+
 class RedisPresenceStore(PresenceStore):
     """Keys per call: ``…:members`` (hash user -> sid), ``…:connected`` (set),
     ``…:held:<user>`` (list of JSON signals), ``…:lock`` (redis-py lock)."""
@@ -44,7 +54,7 @@ class RedisPresenceStore(PresenceStore):
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "giftcall") -> RedisPresenceStore:
-        return cls(Redis.from_url(url, decode_responses=True), prefix)
+        return cls(Redis(connection_pool=blocking_pool(url)), prefix)
 
     def _key(self, call_id: int, part: str) -> str:
         return f"{self._prefix}:call:{call_id}:{part}"

@@ -67,6 +67,12 @@ class OrjsonCodec:
             return json.loads(text)
 
 
+def redis_manager(settings: Settings) -> socketio.AsyncManager:
+    from signaling.cluster import PooledRedisManager  # the redis extra, only when asked for
+
+    return PooledRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}:socketio")
+
+
 def create_sio(settings: Settings) -> GuardedServer:
     origins: Any = None  # same origin only
     if settings.cors_origins:
@@ -81,13 +87,7 @@ def create_sio(settings: Settings) -> GuardedServer:
         cors_allowed_origins=origins,
         max_http_buffer_size=MAX_MESSAGE_BYTES,
         # Several processes: events to connections elsewhere travel over Redis.
-        client_manager=(
-            socketio.AsyncRedisManager(
-                settings.redis_url, channel=f"{settings.redis_prefix}:socketio"
-            )
-            if settings.redis_url
-            else None
-        ),
+        client_manager=redis_manager(settings) if settings.redis_url else None,
     )
     sio.eio.async_handlers = False
     return sio

@@ -18,7 +18,10 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
+import socketio
 from redis.asyncio import Redis
+
+from persistence.redis import blocking_pool
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ class ClusterBus:
     """Publishes call ids that changed; calls ``on_change`` for other processes' ones."""
 
     def __init__(self, url: str, on_change: Callable[[int], Awaitable[None]], channel: str) -> None:
-        self._redis = Redis.from_url(url, decode_responses=True)
+        self._redis = Redis(connection_pool=blocking_pool(url, max_connections=8))
         self._channel = channel
         self._on_change = on_change
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -71,3 +74,19 @@ class ClusterBus:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._redis.aclose()
+
+
+class PooledRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis client manager on a bounded pool that waits.
+
+    Every emit to another process is a PUBLISH; under a burst the stock client
+    opens a connection per concurrent publish and, past redis-py's default
+    limit, fails with "Too many connections" and drops the event.
+    """
+
+    def _redis_connect(self) -> None:
+        # Raw bytes: the manager's messages are pickled.
+        pool = blocking_pool(self.redis_url, decode_responses=False)
+        self.redis = Redis(connection_pool=pool)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True

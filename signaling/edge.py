@@ -125,7 +125,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
             logger.exception(
                 "handler %s failed",
                 event,
-                extra={"event": "handler.failed", "namespace": self.namespace, "name": event},
+                extra={"event": "handler.failed", "namespace": self.namespace, "handler": event},
             )
             return self._fail("unavailable", "internal error; please retry")
 
