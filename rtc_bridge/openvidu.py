@@ -15,7 +15,6 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +23,7 @@ import aiohttp
 
 from rtc_bridge.base import MediaBackend, MediaEvents
 from rtc_bridge.errors import MediaUnavailableError
+from rtc_bridge.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ class OpenViduMedia(MediaBackend):
         self._prefix = session_prefix
         self._events: MediaEvents | None = None
         self._calls: dict[int, _CallMedia] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(logger, "openvidu.task_failed")
 
     def bind(self, events: MediaEvents) -> None:
         self._events = events
@@ -446,7 +446,7 @@ class OpenViduMedia(MediaBackend):
         """Start creating the session; a failure only defers it to the first join."""
         call = self._call(call_id)
         call.users.update(user_ids)
-        self._spawn(self._prepare(call), f"openvidu-open-{call_id}")
+        self._tasks.spawn(self._prepare(call), f"openvidu-open-{call_id}")
 
     async def join_extras(self, call_id: int, user_id: str) -> dict[str, Any]:
         call = self._call(call_id)
@@ -471,7 +471,9 @@ class OpenViduMedia(MediaBackend):
         known = call.connections.get(connection_id)
         if known is not None:
             known.retired = True
-        self._spawn(self._drop_left(call, connection_id), f"openvidu-disconnect-{connection_id}")
+        self._tasks.spawn(
+            self._drop_left(call, connection_id), f"openvidu-disconnect-{connection_id}"
+        )
 
     async def _drop_left(self, call: _CallMedia, connection_id: str) -> None:
         # Under the setup lock: a rejoin's new connection is made after this
@@ -482,14 +484,10 @@ class OpenViduMedia(MediaBackend):
     async def close_call(self, call_id: int) -> None:
         call = self._calls.pop(call_id, None)
         session_id = call.session_id if call else session_id_for(call_id, self._prefix)
-        self._spawn(self._close_session(call_id, session_id), f"openvidu-close-{call_id}")
+        self._tasks.spawn(self._close_session(call_id, session_id), f"openvidu-close-{call_id}")
 
     async def close(self) -> None:
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=_CLOSE_GRACE_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.stop(grace_s=_CLOSE_GRACE_S)
         self._calls.clear()
         await self.client.close()
 
@@ -497,7 +495,7 @@ class OpenViduMedia(MediaBackend):
 
     def submit_webhook(self, event: WebhookEvent) -> None:
         """Handle ``event`` in the background (the webhook answers at once)."""
-        self._spawn(self.handle_webhook(event), f"openvidu-webhook-{event.event}")
+        self._tasks.spawn(self.handle_webhook(event), f"openvidu-webhook-{event.event}")
 
     async def handle_webhook(self, event: WebhookEvent) -> None:
         if not event.handled:
@@ -679,7 +677,7 @@ class OpenViduMedia(MediaBackend):
                 "why": why,
             },
         )
-        self._spawn(
+        self._tasks.spawn(
             self._disconnect(call.session_id, event.connection_id, "foreign"),
             f"openvidu-disconnect-{event.connection_id}",
         )
@@ -708,21 +706,6 @@ class OpenViduMedia(MediaBackend):
                 call_id, session_id_for(call_id, self._prefix), set()
             )
         return call
-
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error(
-                "OpenVidu task %s failed",
-                task.get_name(),
-                exc_info=task.exception(),
-                extra={"event": "openvidu.task_failed", "task": task.get_name()},
-            )
 
     async def _prepare(self, call: _CallMedia) -> None:
         try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from rtc_bridge.base import MediaBackend, MediaEvents
 from rtc_bridge.errors import MediaSignalError
+from rtc_bridge.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class RelayMedia(MediaBackend):
         ]
         self._events: MediaEvents | None = None
         self._calls: dict[int, _RelayCall] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(logger, "relay.task_failed")
 
     def bind(self, events: MediaEvents) -> None:
         self._events = events
@@ -229,9 +229,7 @@ class RelayMedia(MediaBackend):
     async def close(self) -> None:
         for call_id in list(self._calls):
             await self.close_call(call_id)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
 
     # ---------------------------------------------------------- negotiation
 
@@ -385,9 +383,11 @@ class RelayMedia(MediaBackend):
         if peer.retired or self._events is None:
             return
         if state == "connected":
-            self._spawn(self._events.media_connected(call.call_id, peer.user_id), "connected")
+            self._tasks.spawn(
+                self._events.media_connected(call.call_id, peer.user_id), "relay-connected"
+            )
         elif state in ("failed", "closed"):
-            self._spawn(self._peer_lost(call, peer, state), "lost")
+            self._tasks.spawn(self._peer_lost(call, peer, state), "relay-lost")
 
     async def _peer_lost(self, call: _RelayCall, peer: _Peer, state: str) -> None:
         if peer.retired:
@@ -443,18 +443,3 @@ class RelayMedia(MediaBackend):
     async def _send(self, call_id: int, user_id: str, signal: dict[str, Any]) -> None:
         if self._events is not None:
             await self._events.send_signal(call_id, user_id, signal)
-
-    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=f"relay-{what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error(
-                "relay task %s failed",
-                task.get_name(),
-                exc_info=task.exception(),
-                extra={"event": "relay.task_failed", "task": task.get_name()},
-            )

@@ -26,7 +26,7 @@ from persistence.memory import (
     MemoryRoomStore,
 )
 from tests.contract import mysql_scratch
-from tests.support import free_port, wait_for_port
+from tests.support import free_port, stop_process, wait_for_port
 
 MESSAGE_BACKENDS = ("memory", "sqlite", "mysql", "mongo")
 SQL_BACKENDS = ("memory", "sqlite", "mysql")
@@ -80,15 +80,7 @@ def run_mongo_wire_server(folder: Path) -> Iterator[str]:
             ) from None
         yield f"mongodb://127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")
