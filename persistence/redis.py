@@ -54,7 +54,7 @@ class RedisPresenceStore(PresenceStore):
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "giftcall") -> RedisPresenceStore:
-        return cls(Redis(connection_pool=blocking_pool(url)), prefix)
+        return cls(Redis.from_pool(blocking_pool(url)), prefix)
 
     def _key(self, call_id: int, part: str) -> str:
         return f"{self._prefix}:call:{call_id}:{part}"

@@ -30,7 +30,7 @@ class ClusterBus:
     """Publishes call ids that changed; calls ``on_change`` for other processes' ones."""
 
     def __init__(self, url: str, on_change: Callable[[int], Awaitable[None]], channel: str) -> None:
-        self._redis = Redis(connection_pool=blocking_pool(url, max_connections=8))
+        self._redis = Redis.from_pool(blocking_pool(url, max_connections=8))
         self._channel = channel
         self._on_change = on_change
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -87,6 +87,6 @@ class PooledRedisManager(socketio.AsyncRedisManager):
     def _redis_connect(self) -> None:
         # Raw bytes: the manager's messages are pickled.
         pool = blocking_pool(self.redis_url, decode_responses=False)
-        self.redis = Redis(connection_pool=pool)
+        self.redis = Redis.from_pool(pool)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
