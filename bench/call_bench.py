@@ -52,18 +52,26 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30)
 
 
 @contextlib.contextmanager
-def child(command: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
-    proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc)
-        yield proc.pid
-    finally:
-        proc.terminate()
+def child(
+    command: list[str], port: int, env: dict[str, str], log: Path | None = None
+) -> Iterator[int]:
+    """Run ``command`` until the block ends, once something listens on ``port``;
+    its output goes to ``log`` (else nowhere). Yields its pid."""
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        proc = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            wait_for_port(port, proc)
+            yield proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def bare_relay(port: int) -> contextlib.AbstractContextManager[int]:

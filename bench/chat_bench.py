@@ -27,12 +27,9 @@ import asyncio
 import contextlib
 import math
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,42 +38,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import jwt
 import socketio
+from call_bench import child, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"child exited with {proc.returncode}: {proc.args}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
-
-
-@contextlib.contextmanager
-def child(args: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(port, proc)
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @dataclass
@@ -178,7 +142,7 @@ async def run_bench(url: str, secret: str, args: argparse.Namespace) -> dict[str
     run = f"r{int(time.time())}"
     t0 = time.perf_counter()
     rooms = await make_rooms(url, secret, args.pairs, run)
-    stats, sent_at = Stats(), {}
+    stats, sent_at = Stats(), dict[str, float]()
     clients: dict[str, Any] = {}
     sem = asyncio.Semaphore(50)
 
