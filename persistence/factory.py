@@ -17,7 +17,7 @@ from persistence.memory import (
     MemoryRoomStore,
 )
 from persistence.presence import PresenceStore
-from persistence.questions import QuestionStore
+from persistence.questions import CachedQuestionStore
 
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 
@@ -32,7 +32,7 @@ class Stores:
 
     calls: CallStore
     notifications: NotificationStore
-    questions: QuestionStore
+    questions: CachedQuestionStore
     presence: PresenceStore
     rooms: RoomStore
     gifts: GiftStore
@@ -49,6 +49,7 @@ class Stores:
         # The message store opened last (it may be a MongoDB client of its own).
         await self.messages.close()
         await self.presence.close()
+        await self.questions.close()
         for engine in reversed(self._closers):
             dispose = getattr(engine, "dispose", None)
             if dispose is not None:
@@ -105,7 +106,7 @@ async def open_stores(
         return Stores(
             calls=memory_calls,
             notifications=MemoryNotificationStore(),
-            questions=MemoryQuestionStore(),
+            questions=CachedQuestionStore(MemoryQuestionStore()),
             presence=open_presence(redis_url, redis_prefix),
             rooms=MemoryRoomStore(),
             gifts=MemoryGiftStore(memory_calls),
@@ -146,7 +147,7 @@ async def open_stores(
     return Stores(
         calls=SqlCallStore(engine),
         notifications=SqlNotificationStore(engine),
-        questions=SqlQuestionStore(engine),
+        questions=CachedQuestionStore(SqlQuestionStore(engine)),
         presence=open_presence(redis_url, redis_prefix),
         rooms=SqlRoomStore(engine),
         gifts=SqlGiftStore(engine),

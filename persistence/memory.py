@@ -120,6 +120,9 @@ class MemoryQuestionStore(QuestionStore):
     async def random(self) -> Question | None:
         return random.choice(self._questions) if self._questions else None
 
+    async def all(self) -> list[Question]:
+        return list(self._questions)
+
 
 class MemoryPresenceStore(PresenceStore):
     """Presence of one process."""

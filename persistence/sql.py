@@ -490,6 +490,12 @@ class SqlQuestionStore(QuestionStore):
                 ).one_or_none()
         return Question(row.id, row.text) if row is not None else None
 
+    async def all(self) -> list[Question]:
+        q = questions_table.c
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(sa.select(q.id, q.text).order_by(q.id))).all()
+        return [Question(row.id, row.text) for row in rows]
+
 
 #: Attempts at a write that can lose a race on a unique key (counter row,
 #: read marker); each attempt re-reads, so only a storm could exhaust them.

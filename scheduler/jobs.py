@@ -7,6 +7,8 @@ from datetime import datetime
 from persistence.models import CallChanges, CallRecord, CallState, EndReason
 
 _WINDOW_STATES = (CallState.SCHEDULED, CallState.OPEN, CallState.WAITING, CallState.CONNECTING)
+#: States whose next instant (``live_at``, ``ends_at``) a process's own clock meets.
+IN_CALL_STATES = frozenset({CallState.COUNTDOWN, CallState.LIVE})
 
 
 def next_deadline(call: CallRecord) -> datetime | None:

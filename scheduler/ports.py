@@ -22,6 +22,10 @@ class Notifier(Protocol):
     async def call_ended(self, call: CallRecord) -> None:
         """The call reached a final state (``call.state``/``call.end_reason``)."""
 
+    async def runs_clock(self, call_id: int) -> bool:
+        """A live server process (this one or another) meets the call's
+        in-call instants on its own clock, so the database timer waits."""
+
 
 class LatenessObserver(Protocol):
     def __call__(self, kind: str, seconds: float) -> None:

@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from persistence.calls import CallStore, NotificationStore
 from persistence.models import CallChanges, CallRecord, CallState, iso, utcnow
 from persistence.questions import QuestionStore
-from scheduler.jobs import due_change, next_deadline
+from scheduler.jobs import IN_CALL_STATES, due_change, next_deadline
 from scheduler.ports import ChangeAnnouncer, LatenessObserver, Notifier
 
 logger = logging.getLogger(__name__)
@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 
 def _no_observer(kind: str, seconds: float) -> None:
     return None
+
+
+#: How soon a timer deferred to a running clock looks again.
+_RECHECK = timedelta(seconds=1.0)
 
 
 class CallTimers:
@@ -42,6 +46,7 @@ class CallTimers:
         notifier: Notifier,
         *,
         sweep_interval_s: float = 30.0,
+        takeover_s: float = 0.25,
         observe_lateness: LatenessObserver = _no_observer,
         announce: ChangeAnnouncer | None = None,
     ) -> None:
@@ -50,6 +55,7 @@ class CallTimers:
         self._questions = questions
         self._notifier = notifier
         self._sweep_interval_s = sweep_interval_s
+        self._takeover = timedelta(seconds=takeover_s)
         self._observe_lateness = observe_lateness
         self._announce_change = announce
         self._scheduler = AsyncIOScheduler(timezone=UTC)
@@ -90,25 +96,39 @@ class CallTimers:
         """
         if changed and self._announce_change is not None:
             self._announce_change(call.id)
-        job_id = f"call:{call.id}"
         deadline = next_deadline(call)
         if deadline is None:
             with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job(job_id)
+                self._scheduler.remove_job(f"call:{call.id}")
             return
+        run_at = deadline
+        if call.state in IN_CALL_STATES:
+            # The process running the call meets this instant on its own
+            # clock; this job is the takeover if that process is gone.
+            run_at = deadline + self._takeover
+        self._schedule(call.id, run_at, deadline)
+
+    def _schedule(self, call_id: int, run_at: datetime, deadline: datetime | None) -> None:
         self._scheduler.add_job(
             self.fire,
             "date",
-            run_date=deadline,
-            args=[call.id, deadline],
-            id=job_id,
+            run_date=run_at,
+            args=[call_id, deadline],
+            id=f"call:{call_id}",
             replace_existing=True,
             misfire_grace_time=None,  # late is better than never: the record decides
             coalesce=True,
         )
 
     async def fire(self, call_id: int, deadline: datetime | None = None) -> CallRecord | None:
-        """Apply what is due to the call now; returns the call as it stands."""
+        """Apply what is due to the call now; returns the call as it stands.
+
+        A call whose in-call clock runs on a live process (this one or
+        another) is left to it: this timer only looks again later.
+        """
+        if await self._notifier.runs_clock(call_id):
+            self._schedule(call_id, utcnow() + _RECHECK, deadline)
+            return None
         current: CallRecord | None = None
         changed = False
         try:

@@ -16,37 +16,103 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any
 
 import socketio
 from redis.asyncio import Redis
 
+from persistence.models import utcnow
 from persistence.redis import blocking_pool
 
 logger = logging.getLogger(__name__)
 
 
-class ClusterBus:
-    """Publishes call ids that changed; calls ``on_change`` for other processes' ones."""
+#: A process that has not said it is alive for this long is taken for dead,
+#: and the calls whose clock it ran are taken over by the others.
+ALIVE_TTL_MS = 1500
+_HEARTBEAT_S = 0.5
+#: A clock claim outlives its call's end by this much (then Redis drops it).
+_CLAIM_SLACK_MS = 10_000
 
-    def __init__(self, url: str, on_change: Callable[[int], Awaitable[None]], channel: str) -> None:
+
+class ClusterBus:
+    """Publishes call ids that changed; calls ``on_change`` for other processes' ones.
+
+    Also the :class:`~signaling.calls.service.ClockClaims` of a cluster: which
+    process runs each call's in-call clock, and whether that process is still
+    alive (a heartbeat key), so the others' database timers stay a takeover.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        on_change: Callable[[int], Awaitable[None]],
+        channel: str,
+        key_prefix: str,
+    ) -> None:
         self._redis = Redis.from_pool(blocking_pool(url, max_connections=8))
         self._channel = channel
+        self._prefix = key_prefix
         self._on_change = on_change
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._listener: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        await self._beat()
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._channel)
         self._listener = asyncio.create_task(self._listen(pubsub), name="cluster-bus")
+        self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster-heartbeat")
 
     def announce(self, call_id: int) -> None:
         """Fire and forget (the sweep is the safety net if a message is lost)."""
-        task = asyncio.create_task(self._publish(f"{self.origin} {call_id}"))
+        self._spawn(self._publish(f"{self.origin} {call_id}"))
+
+    # ------------------------------------------------------------ clock claims
+
+    def claim(self, call_id: int, until: datetime) -> None:
+        ttl_ms = max(int((until - utcnow()).total_seconds() * 1000), 0) + _CLAIM_SLACK_MS
+        self._spawn(
+            self._quietly(self._redis.set(self._clock_key(call_id), self.origin, px=ttl_ms))
+        )
+
+    def release(self, call_id: int) -> None:
+        self._spawn(self._quietly(self._redis.delete(self._clock_key(call_id))))
+
+    async def held_elsewhere(self, call_id: int) -> bool:
+        owner = await self._redis.get(self._clock_key(call_id))
+        if owner is None or owner == self.origin:
+            return False
+        return bool(await self._redis.exists(self._alive_key(str(owner))))
+
+    def _clock_key(self, call_id: int) -> str:
+        return f"{self._prefix}:clock:{call_id}"
+
+    def _alive_key(self, origin: str) -> str:
+        return f"{self._prefix}:alive:{origin}"
+
+    async def _beat(self) -> None:
+        await self._redis.set(self._alive_key(self.origin), "1", px=ALIVE_TTL_MS)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_HEARTBEAT_S)
+            await self._quietly(self._beat())
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _quietly(self, work: Awaitable[Any]) -> None:
+        try:
+            await work
+        except Exception as exc:  # a dead Redis shows in health; timers catch up
+            logger.warning("redis write failed: %s", exc, extra={"event": "cluster.write_failed"})
 
     async def _publish(self, message: str) -> None:
         try:
@@ -67,10 +133,11 @@ class ClusterBus:
                 )
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._heartbeat, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._redis.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from signaling.calls.schemas import CallRef, Signal
@@ -22,8 +22,12 @@ class SocketOutbox:
     async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None:
         await self._sio.emit_to_sid(sid, event, payload, NAMESPACE)
 
-    async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
-        await self._sio.emit(event, payload, room=user_room(user_id), namespace=NAMESPACE)
+    async def to_user(
+        self, user_id: str, event: str, payload: dict[str, Any], skip: Iterable[str] = ()
+    ) -> None:
+        await self._sio.emit(
+            event, payload, room=user_room(user_id), namespace=NAMESPACE, skip_sid=list(skip)
+        )
 
 
 class CallNamespace(GuardedNamespace):

@@ -5,12 +5,12 @@ through an :class:`Outbox`, so tests drive it directly."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from persistence.calls import CallStore
+from persistence.calls import CallStore, Decision
 from persistence.models import (
     FINAL_STATES,
     PRE_LIVE_STATES,
@@ -19,14 +19,19 @@ from persistence.models import (
     CallState,
     EndReason,
     Question,
+    apply_changes,
     as_utc,
     iso,
     utcnow,
 )
 from persistence.presence import PresenceStore
+from persistence.questions import QuestionStore
 from rtc_bridge.base import MediaBackend
 from rtc_bridge.errors import MediaSignalError, MediaUnavailableError
+from scheduler.instants import InstantTimers
+from scheduler.jobs import due_change
 from scheduler.service import CallTimers, window_for
+from scheduler.writeback import WriteBehind
 from signaling.calls.schemas import Signal
 from signaling.errors import ApiError, conflict, forbidden, invalid, not_found
 from signaling.metrics import Metrics
@@ -44,8 +49,24 @@ class Outbox(Protocol):
 
     async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None: ...
 
-    async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
-        """Every connection of the user to the /call namespace."""
+    async def to_user(
+        self, user_id: str, event: str, payload: dict[str, Any], skip: Iterable[str] = ()
+    ) -> None:
+        """Every connection of the user to the /call namespace but ``skip``."""
+
+
+class ClockClaims(Protocol):
+    """Which live server process runs a call's in-call clock (several
+    processes only; implemented over Redis)."""
+
+    def claim(self, call_id: int, until: datetime) -> None:
+        """This process runs the call's clock until ``until`` (fire and forget)."""
+
+    def release(self, call_id: int) -> None:
+        """This process no longer runs it."""
+
+    async def held_elsewhere(self, call_id: int) -> bool:
+        """Another process that is still alive runs it."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,51 @@ class Joined:
     partner_id: str
 
 
+class JoinedConnections:
+    """This process's connections that joined a call, by connection and by
+    (call, user): the relay finds a local partner without asking presence."""
+
+    def __init__(self) -> None:
+        self._by_sid: dict[str, Joined] = {}
+        self._by_call: dict[int, dict[str, str]] = {}
+
+    def get(self, sid: str) -> Joined | None:
+        return self._by_sid.get(sid)
+
+    def add(self, sid: str, joined: Joined) -> None:
+        self._by_sid[sid] = joined
+        self._by_call.setdefault(joined.call_id, {})[joined.user_id] = sid
+
+    def remove(self, sid: str) -> Joined | None:
+        joined = self._by_sid.pop(sid, None)
+        if joined is not None:
+            users = self._by_call.get(joined.call_id)
+            if users is not None and users.get(joined.user_id) == sid:
+                del users[joined.user_id]
+                if not users:
+                    del self._by_call[joined.call_id]
+        return joined
+
+    def sid_of(self, call_id: int, user_id: str) -> str | None:
+        users = self._by_call.get(call_id)
+        return users.get(user_id) if users is not None else None
+
+    def drop_call(self, call_id: int) -> None:
+        for sid in self._by_call.pop(call_id, {}).values():
+            self._by_sid.pop(sid, None)
+
+
+def due_as(kind: str, at: datetime) -> Decision:
+    """The write-behind rule of a timed instant met at ``at``: the change
+    :func:`scheduler.jobs.due_change` makes, if it is that instant's."""
+
+    def decide(call: CallRecord) -> CallChanges | None:
+        due = due_change(call, at)
+        return due[1] if due is not None and due[0] == kind else None
+
+    return decide
+
+
 def presence_state(call: CallRecord, present: int) -> CallChanges | None:
     """The pre-live state that ``present`` users in the call mean, if it differs.
 
@@ -85,30 +151,57 @@ def presence_state(call: CallRecord, present: int) -> CallChanges | None:
 
 class CallService:
     """Everything a call does between two users, behind the REST routes and
-    the /call namespace; also the scheduler's :class:`Notifier`."""
+    the /call namespace; also the scheduler's :class:`Notifier`.
+
+    The process where a call's users are holds the call in memory and decides
+    its presence-driven states and timed instants there: every event a user
+    sees (``partner_joined``, ``countdown``, ``live``, ``ended``) is sent from
+    that state at once, and the change is written to the database just after
+    (:class:`WriteBehind`). The in-call instants run on the loop's own timers
+    (:class:`InstantTimers`); the database timers (:class:`CallTimers`) keep
+    the wall-clock schedule and take a call over when no live process runs it.
+    """
 
     def __init__(
         self,
         *,
         calls: CallStore,
         presence: PresenceStore,
+        questions: QuestionStore,
         media: MediaBackend,
         outbox: Outbox,
         metrics: Metrics,
         rules: CallRules,
+        claims: ClockClaims | None = None,
     ) -> None:
         self._calls = calls
         self._presence = presence
+        self._questions = questions
         self._media = media
         self._outbox = outbox
         self._metrics = metrics
+        self._claims = claims
         self.rules = rules
-        #: this process's connections that joined a call
-        self._joined: dict[str, Joined] = {}
+        self._joined = JoinedConnections()
         #: every connection's user, filled by the namespace; explains errors
         self.users_by_sid: dict[str, str] = {}
+        #: the calls this process runs, as it last decided them (ahead of the database)
+        self._held: dict[int, CallRecord] = {}
+        #: calls whose countdown or live clock runs here, until the database has the end
+        self._clocked: set[int] = set()
+        self._instants = InstantTimers(metrics.observe_lateness)
+        self._writer = WriteBehind(calls, self._written)
         self.timers: CallTimers | None = None  # set once by the app (it needs us as notifier)
         media.bind(self)
+
+    async def close(self) -> None:
+        """Stop the clocks and let queued writes land (shut-down)."""
+        await self._instants.close()
+        await self._writer.flush()
+
+    async def flush(self, call_id: int | None = None) -> None:
+        """Wait until what was decided for the call (or all) is in the database."""
+        await self._writer.flush(call_id)
 
     # ----------------------------------------------------------------- REST
 
@@ -156,9 +249,11 @@ class CallService:
         return call
 
     async def list_calls(self, user_id: str) -> list[CallRecord]:
+        await self._writer.flush()  # REST readers see what users were told
         return await self._calls.list_for_user(user_id)
 
     async def get_call(self, user_id: str, call_id: int) -> CallRecord:
+        await self._writer.flush(call_id)
         call = await self._calls.get(call_id)
         if call is None or not call.has_participant(user_id):
             raise not_found()  # REST does not reveal other people's calls
@@ -189,10 +284,10 @@ class CallService:
 
     async def join(self, sid: str, user_id: str, call_id: int) -> dict[str, Any]:
         call = await self._participant_call(user_id, call_id)
-        if call.state is CallState.SCHEDULED:
-            if utcnow() < call.opens_at:
-                raise ApiError("too_early", f"the join window opens at {iso(call.opens_at)}")
-            call = await self._fire(call_id) or call  # the timer is behind: catch up
+        if call.state is CallState.SCHEDULED and utcnow() < call.opens_at:
+            raise ApiError("too_early", f"the join window opens at {iso(call.opens_at)}")
+        if call.id not in self._held and due_change(call, utcnow()) is not None:
+            call = await self._fire(call_id) or call  # the timers are behind: catch up
         self._raise_if_over(call)
         # Before entering presence: a media server that fails leaves nothing changed.
         try:
@@ -204,22 +299,19 @@ class CallService:
             previous_call = self._joined.get(sid)
             if previous_call is not None and previous_call.call_id != call_id:
                 await self._depart(sid, previous_call, "left")
+            call = self._held.get(call_id, call)
             partner_id = call.partner_of(user_id)
             replaced = await self._presence.enter(call_id, user_id, sid)
             if replaced is not None:
                 await self._replace(replaced, call_id)
-            self._joined[sid] = Joined(call_id, user_id, partner_id)
+            self._joined.add(sid, Joined(call_id, user_id, partner_id))
             members = await self._presence.members(call_id)
             partner_sid = members.get(partner_id)
             # A (re)joining user means a new negotiation: nobody is connected yet.
             await self._presence.reset_connected(call_id)
-            fresh, after = await self._calls.update(
-                call_id,
-                lambda c: presence_state(c, len(members)),
-                cause=f"join {user_id}",
-                known=call,
-            )
-            call = after or fresh or call
+            call = self._presence_change(call, len(members), f"join {user_id}")
+            if call.state is CallState.LIVE:
+                await self._adopt_live(call)
             if partner_sid is not None:
                 # With a media server both peers offer to it; else the waiting one answers.
                 role = "offerer" if self._media.terminates_peers else "answerer"
@@ -261,7 +353,8 @@ class CallService:
         return ack
 
     async def relay(self, sid: str, signal: Signal) -> None:
-        """The hot path: no database, one presence look-up, one emit."""
+        """The hot path: no database; a partner on this process is found in
+        memory, one elsewhere through presence."""
         joined = self._joined.get(sid)
         if joined is None or joined.call_id != signal.call_id:
             raise await self._not_joined_error(sid, signal.call_id)
@@ -281,12 +374,14 @@ class CallService:
                 raise invalid(str(exc)) from None
             self._metrics.signals_by_type[signal.type].inc()
             return
-        members = await self._presence.members(signal.call_id)
-        if members.get(joined.user_id) != sid:
-            # Replaced or gone on another process, or the call ended there.
-            self._joined.pop(sid, None)
-            raise await self._not_joined_error(sid, signal.call_id)
-        partner_sid = members.get(joined.partner_id)
+        partner_sid = self._joined.sid_of(signal.call_id, joined.partner_id)
+        if partner_sid is None:
+            members = await self._presence.members(signal.call_id)
+            if members.get(joined.user_id) != sid:
+                # Replaced or gone on another process, or the call ended there.
+                self._joined.remove(sid)
+                raise await self._not_joined_error(sid, signal.call_id)
+            partner_sid = members.get(joined.partner_id)
         if partner_sid is None:
             await self._hold(signal.call_id, joined.partner_id, message)
         else:
@@ -306,29 +401,70 @@ class CallService:
             members = await self._presence.members(call_id)
             if len(members) < 2 or not connected.issuperset(members):
                 return
-            now = utcnow()
-            live_at = now + timedelta(seconds=self.rules.countdown_s)
-
-            def decide(call: CallRecord) -> CallChanges | None:
-                if call.state is not CallState.CONNECTING:
-                    return None
-                return CallChanges(
-                    state=CallState.COUNTDOWN,
-                    live_at=live_at,
-                    ends_at=live_at + timedelta(seconds=self.rules.limit_s),
-                )
-
-            _, after = await self._calls.update(call_id, decide, cause="both connected")
-            if after is None:
+            call = await self._view(call_id)
+            if call is None or call.state not in _PRESENCE_STATES:
                 return
-            self._arm(after)
+            live_at = utcnow() + timedelta(seconds=self.rules.countdown_s)
+            ends_at = live_at + timedelta(seconds=self.rules.limit_s)
+            changes = CallChanges(state=CallState.COUNTDOWN, live_at=live_at, ends_at=ends_at)
+            self._held[call_id] = apply_changes(call, changes)
+            self._run_clock(call_id, live_at, "live", lambda: self._go_live(call_id, live_at))
             payload = {
                 "call_id": call_id,
                 "seconds": self.rules.countdown_s,
-                "live_at": iso(after.live_at),
+                "live_at": iso(live_at),
             }
             for member_sid in members.values():
                 await self._outbox.to_sid(member_sid, "countdown", payload)
+            # live_at and ends_at must survive a restart: written right after.
+            self._writer.submit(
+                call_id,
+                lambda c: changes if c.state is CallState.CONNECTING else None,
+                "both connected",
+            )
+            self._log_held(call, CallState.COUNTDOWN, "both connected")
+
+    async def _go_live(self, call_id: int, live_at: datetime) -> None:
+        """The countdown's instant: ``live`` from memory, then the database."""
+        call = self._held.get(call_id)
+        if call is None or call.state is not CallState.COUNTDOWN or call.live_at != live_at:
+            return  # cancelled or restarted meanwhile
+        assert call.ends_at is not None  # a countdown always carries both instants
+        members = await self._presence.members(call_id)
+        if len(members) < 2:
+            # A drop on another process; a local one cancels the clock itself.
+            self._stop_clock(call_id)
+            self._presence_change(call, len(members), "a user left during the countdown")
+            return
+        ends_at = call.ends_at
+        self._held[call_id] = apply_changes(
+            call, CallChanges(state=CallState.LIVE, started_at=live_at)
+        )
+        self._run_clock(call_id, ends_at, "ended", lambda: self._end_on_time(call_id, ends_at))
+        question = await self._questions.random()
+        payload = {
+            "call_id": call_id,
+            "ends_at": iso(ends_at),
+            "question": question.to_wire() if question else None,
+        }
+        for member_sid in members.values():
+            await self._outbox.to_sid(member_sid, "live", payload)
+        self._writer.submit(call_id, due_as("live", utcnow()), "countdown over")
+        self._log_held(call, CallState.LIVE, "countdown over")
+
+    async def _end_on_time(self, call_id: int, ends_at: datetime) -> None:
+        """The limit: ``ended`` from memory, then the database."""
+        call = self._held.get(call_id)
+        if call is None or call.state is not CallState.LIVE or call.ends_at != ends_at:
+            return
+        now = utcnow()
+        ended = apply_changes(
+            call,
+            CallChanges(state=CallState.ENDED, ended_at=now, end_reason=EndReason.TIME_LIMIT),
+        )
+        await self._finish(ended)
+        self._writer.submit(call_id, due_as("ended", now), "time limit")
+        self._log_held(call, CallState.ENDED, "time limit")
 
     async def leave(self, sid: str, user_id: str, call_id: int) -> None:
         joined = self._joined.get(sid)
@@ -344,7 +480,9 @@ class CallService:
     # --------------------------------------------- MediaEvents (rtc_bridge)
 
     async def send_signal(self, call_id: int, user_id: str, signal: dict[str, Any]) -> None:
-        sid = (await self._presence.members(call_id)).get(user_id)
+        sid = self._joined.sid_of(call_id, user_id)
+        if sid is None:
+            sid = (await self._presence.members(call_id)).get(user_id)
         if sid is not None:
             await self._outbox.to_sid(
                 sid, "signal", {**signal, "call_id": call_id, "from": "server"}
@@ -360,13 +498,9 @@ class CallService:
         async with self._presence.lock(call_id):
             await self._presence.reset_connected(call_id)
             members = await self._presence.members(call_id)
-            _, after = await self._calls.update(
-                call_id,
-                lambda c: presence_state(c, len(members)),
-                cause=f"media of {user_id} left",
-            )
-        if after is not None:
-            self._arm(after)
+            call = await self._view(call_id)
+            if call is not None:
+                self._presence_change(call, len(members), f"media of {user_id} left")
 
     # ------------------------------------------------- Notifier (the scheduler)
 
@@ -384,6 +518,7 @@ class CallService:
             )
 
     async def call_live(self, call: CallRecord, question: Question | None) -> None:
+        """A database timer took the countdown over (no process ran its clock)."""
         payload = {
             "call_id": call.id,
             "ends_at": iso(call.ends_at),
@@ -393,23 +528,114 @@ class CallService:
             await self._outbox.to_sid(member_sid, "live", payload)
 
     async def call_ended(self, call: CallRecord) -> None:
+        await self._finish(call)
+
+    async def runs_clock(self, call_id: int) -> bool:
+        if call_id in self._clocked or self._writer.pending_for(call_id):
+            return True
+        return self._claims is not None and await self._claims.held_elsewhere(call_id)
+
+    def forget(self, call_id: int) -> None:
+        """Drop this process's hold on a call that is over."""
+        self._joined.drop_call(call_id)
+        self._held.pop(call_id, None)
+        self._instants.cancel(call_id)
+
+    # --------------------------------------------------------------- helpers
+
+    async def _view(self, call_id: int) -> CallRecord | None:
+        """The call as this process last decided it, else as stored."""
+        held = self._held.get(call_id)
+        return held if held is not None else await self._calls.get(call_id)
+
+    def _presence_change(self, call: CallRecord, present: int, cause: str) -> CallRecord:
+        """Apply the pre-live state ``present`` users mean, in memory now and
+        in the database behind; returns the call as held."""
+        self._held[call.id] = call
+        changes = presence_state(call, present)
+        if changes is None:
+            return call
+        if call.state is CallState.COUNTDOWN:
+            self._stop_clock(call.id)
+        after = apply_changes(call, changes)
+        self._held[call.id] = after
+        self._writer.submit(call.id, lambda c: presence_state(c, present), cause)
+        self._log_held(call, after.state, cause)
+        return after
+
+    async def _adopt_live(self, call: CallRecord) -> None:
+        """A user (re)joined a live call that no live process runs (after a
+        restart or a takeover): its end runs on this process's clock."""
+        if call.id in self._clocked or call.ends_at is None:
+            return
+        if self._claims is not None and await self._claims.held_elsewhere(call.id):
+            return
+        ends_at = call.ends_at
+        self._run_clock(call.id, ends_at, "ended", lambda: self._end_on_time(call.id, ends_at))
+
+    def _run_clock(
+        self, call_id: int, at: datetime, kind: str, action: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._instants.arm(call_id, at, kind, action)
+        self._clocked.add(call_id)
+        if self._claims is not None:
+            held = self._held.get(call_id)
+            until = held.ends_at if held is not None and held.ends_at else at
+            self._claims.claim(call_id, until)
+
+    def _stop_clock(self, call_id: int) -> None:
+        self._instants.cancel(call_id)
+        self._clocked.discard(call_id)
+        if self._claims is not None:
+            self._claims.release(call_id)
+
+    async def _written(
+        self, call_id: int, before: CallRecord | None, after: CallRecord | None
+    ) -> None:
+        """What a write-behind found: arm the database timer on what was
+        written; a call the database says is over elsewhere ends here too."""
+        if after is not None:
+            self._arm(after)
+            if after.state.is_final:
+                self._clocked.discard(call_id)
+                if self._claims is not None:
+                    self._claims.release(call_id)
+        elif before is not None and before.state.is_final and call_id in self._held:
+            await self._finish(before)
+        if call_id not in self._held and not self._instants.holds(call_id):
+            self._clocked.discard(call_id)
+
+    async def _finish(self, call: CallRecord) -> None:
+        """The call is over: tell every connection of both users, once each,
+        the ones in the call first; then let go of it."""
         reason = call.end_reason.value if call.end_reason else EndReason.SERVER.value
         payload = {"call_id": call.id, "reason": reason}
+        members = await self._presence.members(call.id)
+        for member_sid in members.values():
+            await self._outbox.to_sid(member_sid, "ended", payload)
         for user_id in (call.caller_id, call.callee_id):
-            await self._outbox.to_user(user_id, "ended", payload)
+            await self._outbox.to_user(user_id, "ended", payload, skip=members.values())
         self.forget(call.id)
         await self._presence.clear(call.id)
         await self._media.close_call(call.id)
 
-    def forget(self, call_id: int) -> None:
-        """Drop this process's connections of a call that is over."""
-        for sid in [s for s, j in self._joined.items() if j.call_id == call_id]:
-            del self._joined[sid]
-
-    # --------------------------------------------------------------- helpers
+    def _log_held(self, call: CallRecord, state: CallState, cause: str) -> None:
+        logger.info(
+            "call %s: %s -> %s (sent)",
+            call.id,
+            call.state.value,
+            state.value,
+            extra={
+                "event": "call.decided",
+                "call_id": call.id,
+                "from": call.state.value,
+                "to": state.value,
+                "cause": cause,
+            },
+        )
 
     async def _participant_call(self, user_id: str, call_id: int) -> CallRecord:
-        call = await self._calls.get(call_id)
+        call = await self._view(call_id)
         if call is None:
             raise not_found()
         if not call.has_participant(user_id):
@@ -425,7 +651,7 @@ class CallService:
     async def _not_joined_error(self, sid: str, call_id: int) -> ApiError:
         """Why a connection may not act on a call it has not joined (cold path)."""
         user_id = self._user_of(sid)
-        call = await self._calls.get(call_id)
+        call = await self._view(call_id)
         if call is None:
             return not_found()
         if user_id is None or not call.has_participant(user_id):
@@ -440,7 +666,7 @@ class CallService:
 
     async def _hold(self, call_id: int, recipient: str, message: dict[str, Any]) -> None:
         """Keep a signal for a partner who is away (cold path: check the call)."""
-        call = await self._calls.get(call_id)
+        call = await self._view(call_id)
         if call is None or call.state in FINAL_STATES:
             self.forget(call_id)
             raise ApiError("ended", "the call is over")
@@ -451,20 +677,21 @@ class CallService:
 
     async def _replace(self, old_sid: str, call_id: int) -> None:
         """A second connection of the same user took over: retire the first."""
-        self._joined.pop(old_sid, None)
+        self._joined.remove(old_sid)
         await self._outbox.to_sid(old_sid, "ended", {"call_id": call_id, "reason": "replaced"})
 
     async def _depart(self, sid: str, joined: Joined, reason: str) -> None:
         """A user left (``left``) or dropped (``disconnected``)."""
         call_id, user_id = joined.call_id, joined.user_id
+        hung_up: CallRecord | None = None
         async with self._presence.lock(call_id):
             if self._joined.get(sid) is not joined:
                 return  # already replaced or ended meanwhile
-            del self._joined[sid]
+            self._joined.remove(sid)
             if not await self._presence.leave(call_id, user_id, sid):
                 return
             await self._presence.reset_connected(call_id)
-            call = await self._calls.get(call_id)
+            call = await self._view(call_id)
             if call is None or call.state in FINAL_STATES:
                 return
             logger.info(
@@ -480,16 +707,10 @@ class CallService:
                 },
             )
             if call.state is CallState.LIVE and reason == "left":
-                hung_up = await self._end_live(call_id, EndReason.LEFT, f"hang-up by {user_id}")
+                hung_up = self._hang_up(call, user_id)
             else:
-                hung_up = None
                 members = await self._presence.members(call_id)
-                await self._calls.update(
-                    call_id,
-                    lambda c: presence_state(c, len(members)),
-                    cause=f"{reason} {user_id}",
-                    known=call,
-                )
+                self._presence_change(call, len(members), f"{reason} {user_id}")
                 partner_sid = members.get(joined.partner_id)
                 if partner_sid is not None:
                     await self._outbox.to_sid(
@@ -497,19 +718,21 @@ class CallService:
                     )
         await self._media.user_left(call_id, user_id)
         if hung_up is not None:
-            self._arm(hung_up)
-            await self.call_ended(hung_up)
+            await self._finish(hung_up)
 
-    async def _end_live(self, call_id: int, reason: EndReason, cause: str) -> CallRecord | None:
+    def _hang_up(self, call: CallRecord, user_id: str) -> CallRecord:
+        """``leave`` while live ends the call for both (decided here, written behind)."""
         now = utcnow()
-
-        def decide(call: CallRecord) -> CallChanges | None:
-            if call.state is not CallState.LIVE:
-                return None
-            return CallChanges(state=CallState.ENDED, ended_at=now, end_reason=reason)
-
-        _, after = await self._calls.update(call_id, decide, cause=cause)
-        return after
+        changes = CallChanges(state=CallState.ENDED, ended_at=now, end_reason=EndReason.LEFT)
+        self._instants.cancel(call.id)
+        self._clocked.add(call.id)  # until the database has the end
+        self._writer.submit(
+            call.id,
+            lambda c: changes if c.state is CallState.LIVE else None,
+            f"hang-up by {user_id}",
+        )
+        self._log_held(call, CallState.ENDED, f"hang-up by {user_id}")
+        return apply_changes(call, changes)
 
     def _arm(self, call: CallRecord) -> None:
         if self.timers is not None:
@@ -517,3 +740,7 @@ class CallService:
 
     async def _fire(self, call_id: int) -> CallRecord | None:
         return await self.timers.fire(call_id) if self.timers is not None else None
+
+
+#: The pre-live states that presence alone decides.
+_PRESENCE_STATES = frozenset({CallState.OPEN, CallState.WAITING, CallState.CONNECTING})

@@ -250,7 +250,9 @@ async def test_a_call_whose_limit_passed_while_the_server_was_down_ends_at_start
     assert alice.events["ended"] == [] and bob.events["ended"] == []
 
     await _sleep_until(ends_at + timedelta(seconds=0.5))
-    assert _call_stored_state(settings, call_id) == "live"
+    # `live` is sent first and written just after: a kill in between leaves
+    # the countdown, whose passed live_at the restart finishes the same way.
+    assert _call_stored_state(settings, call_id) in ("countdown", "live")
 
     async with child_server(settings, env), _clients() as clients:
         started = now()

@@ -49,6 +49,7 @@ async def harness(stores: Stores) -> AsyncIterator[Harness]:
     service = CallService(
         calls=stores.calls,
         presence=stores.presence,
+        questions=stores.questions,
         media=PeerToPeerMedia(),
         outbox=outbox,
         metrics=Metrics(),
@@ -61,3 +62,4 @@ async def harness(stores: Stores) -> AsyncIterator[Harness]:
     await timers.start()
     yield Harness(stores, outbox, service, timers, RULES)
     await timers.shutdown()
+    await service.close()

@@ -4,6 +4,7 @@ harness that drives CallService directly, without sockets."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,7 +74,9 @@ class RecordingOutbox(_Recorder):
     async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None:
         await self.record(sid, event, payload)
 
-    async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
+    async def to_user(
+        self, user_id: str, event: str, payload: dict[str, Any], skip: Iterable[str] = ()
+    ) -> None:
         await self.record(f"user:{user_id}", event, payload)
 
 
@@ -100,6 +103,9 @@ class RecordingNotifier(_Recorder):
 
     async def call_ended(self, call: CallRecord) -> None:
         await self._note("call_ended", call)
+
+    async def runs_clock(self, call_id: int) -> bool:
+        return False
 
     def count(self, event: str) -> int:
         return len(self.sent(self.TO, event))
@@ -142,6 +148,8 @@ class Harness:
         await self.service.disconnected(sid)
 
     async def call(self, call_id: int) -> CallRecord:
+        """The call as stored, once what the service decided is written."""
+        await self.service.flush(call_id)
         call = await self.stores.calls.get(call_id)
         assert call is not None
         return call
