@@ -54,6 +54,11 @@ class CachedQuestionStore(QuestionStore):
         self._loaded_at = float("-inf")
         self._reload: asyncio.Task[None] | None = None
 
+    @property
+    def store(self) -> QuestionStore:
+        """The store behind the cache."""
+        return self._store
+
     async def load(self) -> int:
         self._questions = await self._store.all()
         self._loaded_at = time.monotonic()

@@ -124,6 +124,12 @@ class JoinedConnections:
             self._by_sid.pop(sid, None)
 
 
+def to_millisecond(at: datetime) -> datetime:
+    """``at`` as the wire states it (ISO 8601 to the millisecond): the clock
+    meets the very instant the users were told."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
 def due_as(kind: str, at: datetime) -> Decision:
     """The write-behind rule of a timed instant met at ``at``: the change
     :func:`scheduler.jobs.due_change` makes, if it is that instant's."""
@@ -404,7 +410,7 @@ class CallService:
             call = await self._view(call_id)
             if call is None or call.state not in _PRESENCE_STATES:
                 return
-            live_at = utcnow() + timedelta(seconds=self.rules.countdown_s)
+            live_at = to_millisecond(utcnow() + timedelta(seconds=self.rules.countdown_s))
             ends_at = live_at + timedelta(seconds=self.rules.limit_s)
             changes = CallChanges(state=CallState.COUNTDOWN, live_at=live_at, ends_at=ends_at)
             self._held[call_id] = apply_changes(call, changes)

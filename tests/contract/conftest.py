@@ -92,9 +92,10 @@ def notifications(stores: Stores) -> NotificationStore:
     return stores.notifications
 
 
-@pytest.fixture
-def questions(stores: Stores) -> QuestionStore:
-    return stores.questions
+@pytest.fixture(params=["backend", "cached"])
+def questions(stores: Stores, request: pytest.FixtureRequest) -> QuestionStore:
+    """The backend's own store, and the in-memory cache the server puts over it."""
+    return stores.questions if request.param == "cached" else stores.questions.store
 
 
 @pytest.fixture

@@ -38,3 +38,10 @@ async def test_random_spreads_over_every_question(questions: QuestionStore) -> N
     assert sorted(text for _, text in draws) == sorted(TEXTS)
     # 100 expected per question; below 40 is not bad luck (p < 1e-12).
     assert min(draws.values()) >= 40, draws
+
+
+async def test_all_lists_every_question_in_id_order(questions: QuestionStore) -> None:
+    await questions.seed(TEXTS)
+    listed = await questions.all()
+    assert [q.text for q in listed] == list(TEXTS)
+    assert [q.id for q in listed] == sorted(q.id for q in listed)

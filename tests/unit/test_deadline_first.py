@@ -1,0 +1,288 @@
+"""Deadline-first: what users see never waits on the database.
+
+The call store here answers every write only after a delay far longer than
+the countdown; the events still arrive on their instants, and the database
+catches up with the same outcome, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+
+from persistence.factory import Stores, open_stores
+from persistence.memory import MemoryCallStore
+from persistence.models import CallChanges, CallRecord, CallState, EndReason, Question
+from persistence.questions import CachedQuestionStore, QuestionStore
+from rtc_bridge.p2p import PeerToPeerMedia
+from scheduler.instants import InstantTimers
+from scheduler.service import CallTimers
+from scheduler.writeback import WriteBehind
+from signaling.calls.service import CallService, JoinedConnections
+from signaling.metrics import Metrics
+from tests.contract.states import ms
+from tests.unit.conftest import QUESTIONS, RULES
+from tests.unit.doubles import Harness, RecordingOutbox
+
+#: Far longer than RULES' countdown (0.2 s) and limit (0.4 s).
+WRITE_DELAY_S = 0.8
+#: How late an instant may reach a user here (the loop, not the database).
+PROMPT_S = 0.1
+
+
+class SlowCallStore(MemoryCallStore):
+    """A database whose every write waits: a queue of other calls' writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[CallState] = []
+
+    async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+        await asyncio.sleep(WRITE_DELAY_S)
+        written = await super().transition(call, changes)
+        if written is not None:
+            self.writes.append(written.state)
+        return written
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[tuple[Harness, SlowCallStore]]:
+    stores = await open_stores("memory://")
+    await stores.questions.seed(QUESTIONS)
+    calls = SlowCallStore()
+    stores = Stores(
+        calls=calls,
+        notifications=stores.notifications,
+        questions=stores.questions,
+        presence=stores.presence,
+        rooms=stores.rooms,
+        gifts=stores.gifts,
+        messages=stores.messages,
+    )
+    outbox = RecordingOutbox()
+    service = CallService(
+        calls=calls,
+        presence=stores.presence,
+        questions=stores.questions,
+        media=PeerToPeerMedia(),
+        outbox=outbox,
+        metrics=Metrics(),
+        rules=RULES,
+    )
+    timers = CallTimers(
+        calls, stores.notifications, stores.questions, service, sweep_interval_s=3600
+    )
+    service.timers = timers
+    await timers.start()
+    yield Harness(stores, outbox, service, timers, RULES), calls
+    await timers.shutdown()
+    await service.close()
+    await stores.close()
+
+
+def late_s(at: datetime, instant: datetime) -> float:
+    return (at - instant).total_seconds()
+
+
+async def test_a_slow_database_delays_no_instant(slow: tuple[Harness, SlowCallStore]) -> None:
+    harness, calls = slow
+    call = await harness.schedule()  # opens at once (REST: the database first)
+    await harness.both_in(call.id)
+    await harness.connected("a1", call.id)
+    await harness.connected("b1", call.id)
+
+    countdown = (await harness.outbox.wait_for("a1", "countdown"))[0]
+    live = (await harness.outbox.wait_for("a1", "live"))[0]
+    ended = (await harness.outbox.wait_for("a1", "ended"))[0]
+    # Joins and the countdown cost no write on the way: all at once.
+    assert calls.writes == [CallState.OPEN]
+    live_at = datetime.fromisoformat(countdown.payload["live_at"].replace("Z", "+00:00"))
+    ends_at = datetime.fromisoformat(live.payload["ends_at"].replace("Z", "+00:00"))
+    assert 0 <= late_s(live.at, live_at) < PROMPT_S
+    assert 0 <= late_s(ended.at, ends_at) < PROMPT_S
+    assert ended.payload == {"call_id": call.id, "reason": "time_limit"}
+    assert live.payload["question"]["text"] in QUESTIONS
+    for sid in ("a1", "b1"):
+        assert harness.outbox.events(sid) == (
+            ["countdown", "live", "ended"]
+            if sid == "b1"
+            else ["partner_joined", "countdown", "live", "ended"]
+        )
+
+    # The database follows in order, with the instants the users were told.
+    stored = await harness.call(call.id)
+    assert calls.writes == [
+        CallState.OPEN,
+        CallState.WAITING,
+        CallState.CONNECTING,
+        CallState.COUNTDOWN,
+        CallState.LIVE,
+        CallState.ENDED,
+    ]
+    assert (stored.state, stored.end_reason) == (CallState.ENDED, EndReason.TIME_LIMIT)
+    assert stored.started_at == live_at and stored.ends_at == ends_at
+
+
+async def test_the_database_timer_leaves_a_running_clock_alone(
+    slow: tuple[Harness, SlowCallStore],
+) -> None:
+    harness, calls = slow
+    call = await harness.schedule()
+    await harness.both_in(call.id)
+    await harness.connected("a1", call.id)
+    await harness.connected("b1", call.id)
+    await harness.outbox.wait_for("a1", "live")
+    # A backup job firing now (the owner's write of `live` is still queued)
+    # must neither send `live` again nor end the call.
+    assert await harness.timers.fire(call.id) is None
+    await harness.outbox.wait_for("a1", "ended")
+    await harness.service.flush(call.id)
+    await asyncio.sleep(0.1)
+    assert harness.outbox.events("a1").count("live") == 1
+    assert harness.outbox.events("a1").count("ended") == 1
+    assert calls.writes.count(CallState.ENDED) == 1
+
+
+async def test_a_drop_during_the_countdown_cancels_it_in_memory_and_behind(
+    slow: tuple[Harness, SlowCallStore],
+) -> None:
+    harness, calls = slow
+    call = await harness.schedule()
+    await harness.both_in(call.id)
+    await harness.connected("a1", call.id)
+    await harness.connected("b1", call.id)
+    await harness.outbox.wait_for("a1", "countdown")
+    await harness.disconnect("b1")
+    await asyncio.sleep(RULES.countdown_s + RULES.limit_s + 0.1)
+    assert "live" not in harness.outbox.events("a1")
+    stored = await harness.call(call.id)
+    assert stored.state is CallState.WAITING and stored.live_at is None
+    assert calls.writes[-2:] == [CallState.COUNTDOWN, CallState.WAITING]
+
+
+async def test_a_hang_up_is_sent_first_and_written_once(
+    slow: tuple[Harness, SlowCallStore],
+) -> None:
+    harness, calls = slow
+    call = await harness.schedule()
+    await harness.both_in(call.id)
+    await harness.connected("a1", call.id)
+    await harness.connected("b1", call.id)
+    await harness.outbox.wait_for("b1", "live")
+    await harness.leave("a1", call.id)
+    ended = await harness.outbox.wait_for("b1", "ended")
+    assert ended[0].payload == {"call_id": call.id, "reason": "left"}
+    stored = await harness.call(call.id)
+    assert (stored.state, stored.end_reason) == (CallState.ENDED, EndReason.LEFT)
+    await asyncio.sleep(RULES.limit_s)
+    assert harness.outbox.events("b1").count("ended") == 1
+    assert calls.writes.count(CallState.ENDED) == 1
+
+
+# ------------------------------------------------------------ the parts
+
+
+async def test_instant_timers_replace_cancel_and_fire_a_passed_instant_at_once() -> None:
+    fired: list[str] = []
+    lateness: list[tuple[str, float]] = []
+    instants = InstantTimers(lambda kind, s: lateness.append((kind, s)))
+
+    async def note(what: str) -> None:
+        fired.append(what)
+
+    from persistence.models import utcnow
+
+    instants.arm(1, utcnow() + ms(0.05), "live", lambda: note("first"))
+    instants.arm(1, utcnow() + ms(0.05), "live", lambda: note("replacement"))
+    instants.arm(2, utcnow() + ms(0.05), "live", lambda: note("cancelled"))
+    instants.cancel(2)
+    instants.arm(3, utcnow() - ms(5), "ended", lambda: note("passed"))
+    assert instants.holds(1) and not instants.holds(2)
+    await asyncio.sleep(0.15)
+    assert sorted(fired) == ["passed", "replacement"]
+    assert not instants.holds(1)
+    late = dict(lateness)
+    assert late["ended"] >= 5 and 0 <= late["live"] < PROMPT_S
+    await instants.close()
+
+
+async def test_write_behind_keeps_each_calls_order_and_retries_a_failed_write() -> None:
+    calls = MemoryCallStore()
+    now = __import__("persistence.models", fromlist=["utcnow"]).utcnow()
+    call = await calls.create("alice", "bob", now + ms(60), now - ms(1), now + ms(600))
+    failures = {"left": 1}
+    original = calls.transition
+
+    async def flaky(record: CallRecord, changes: CallChanges) -> CallRecord | None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("the database went away for a moment")
+        return await original(record, changes)
+
+    calls.transition = flaky  # type: ignore[method-assign]
+    seen: list[tuple[CallState | None, CallState | None]] = []
+
+    async def written(_: int, before: CallRecord | None, after: CallRecord | None) -> None:
+        seen.append((before.state if before else None, after.state if after else None))
+
+    writer = WriteBehind(calls, written)
+    for state in (CallState.OPEN, CallState.WAITING, CallState.CONNECTING):
+        writer.submit(call.id, lambda c, s=state: CallChanges(state=s), f"to {state}")
+    assert writer.pending_for(call.id)
+    await writer.flush()
+    assert not writer.pending_for(call.id)
+    assert seen == [
+        (CallState.SCHEDULED, CallState.OPEN),
+        (CallState.OPEN, CallState.WAITING),
+        (CallState.WAITING, CallState.CONNECTING),
+    ]
+
+
+class CountingQuestions(QuestionStore):
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        self.reads = 0
+        self._questions = [Question(i + 1, t) for i, t in enumerate(texts)]
+
+    async def add(self, text: str) -> Question:
+        question = Question(len(self._questions) + 1, text)
+        self._questions.append(question)
+        return question
+
+    async def count(self) -> int:
+        return len(self._questions)
+
+    async def random(self) -> Question | None:
+        self.reads += 1
+        return self._questions[0]
+
+    async def all(self) -> list[Question]:
+        self.reads += 1
+        return list(self._questions)
+
+
+async def test_the_question_bank_answers_from_memory() -> None:
+    store = CountingQuestions(QUESTIONS)
+    bank = CachedQuestionStore(store)
+    assert await bank.load() == len(QUESTIONS)
+    reads = store.reads
+    drawn = {(await bank.random()).text for _ in range(200)}  # type: ignore[union-attr]
+    assert drawn == set(QUESTIONS) and store.reads == reads
+    added = await bank.add("A new one?")
+    assert added in await bank.all()
+    await bank.close()
+
+
+def test_joined_connections_keep_a_successor_when_the_replaced_one_goes() -> None:
+    from signaling.calls.service import Joined
+
+    joined = JoinedConnections()
+    joined.add("old", Joined(7, "alice", "bob"))
+    joined.add("new", Joined(7, "alice", "bob"))  # alice's second tab took over
+    joined.add("b1", Joined(7, "bob", "alice"))
+    assert joined.remove("old") is not None
+    assert joined.sid_of(7, "alice") == "new"
+    joined.drop_call(7)
+    assert joined.get("new") is None and joined.sid_of(7, "bob") is None
