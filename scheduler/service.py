@@ -59,6 +59,9 @@ class CallTimers:
         self._observe_lateness = observe_lateness
         self._announce_change = announce
         self._scheduler = AsyncIOScheduler(timezone=UTC)
+        #: when each call's job runs, to skip re-adding an identical job
+        #: (a presence change keeps the deadline; add_job is not free)
+        self._armed: dict[int, datetime] = {}
 
     async def start(self) -> int:
         """Start the scheduler and re-arm every unfinished call; returns how many."""
@@ -98,8 +101,9 @@ class CallTimers:
             self._announce_change(call.id)
         deadline = next_deadline(call)
         if deadline is None:
-            with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job(f"call:{call.id}")
+            if self._armed.pop(call.id, None) is not None:
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(f"call:{call.id}")
             return
         run_at = deadline
         if call.state in IN_CALL_STATES:
@@ -109,6 +113,9 @@ class CallTimers:
         self._schedule(call.id, run_at, deadline)
 
     def _schedule(self, call_id: int, run_at: datetime, deadline: datetime | None) -> None:
+        if self._armed.get(call_id) == run_at:
+            return
+        self._armed[call_id] = run_at
         self._scheduler.add_job(
             self.fire,
             "date",
@@ -126,6 +133,7 @@ class CallTimers:
         A call whose in-call clock runs on a live process (this one or
         another) is left to it: this timer only looks again later.
         """
+        self._armed.pop(call_id, None)  # a job that ran is gone from the scheduler
         if await self._notifier.runs_clock(call_id):
             self._schedule(call_id, utcnow() + _RECHECK, deadline)
             return None
