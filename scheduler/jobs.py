@@ -7,6 +7,8 @@ from datetime import datetime
 from persistence.models import CallChanges, CallRecord, CallState, EndReason
 
 _WINDOW_STATES = (CallState.SCHEDULED, CallState.OPEN, CallState.WAITING, CallState.CONNECTING)
+#: What a countdown fixes, and what cutting it short clears.
+COUNTDOWN_INSTANTS = frozenset({"live_at", "ends_at"})
 #: States whose next instant (``live_at``, ``ends_at``) a process's own clock meets.
 IN_CALL_STATES = frozenset({CallState.COUNTDOWN, CallState.LIVE})
 
@@ -40,9 +42,10 @@ def due_change(call: CallRecord, now: datetime) -> tuple[str, CallChanges] | Non
     if state is CallState.SCHEDULED and call.opens_at <= now:
         return "open", CallChanges(state=CallState.OPEN)
     if state is CallState.COUNTDOWN and call.live_at is not None and call.live_at <= now:
-        # started_at is the planned instant, so the limit counts from it even
-        # when the timer runs late.
-        return "live", CallChanges(state=CallState.LIVE, started_at=call.live_at)
+        # The process that ran this countdown is gone (a crash, a restart):
+        # it was cut short, and the call waits for both users again, as after
+        # a drop. Only that process's own clock takes a countdown live.
+        return "interrupted", CallChanges(state=CallState.OPEN, clear=COUNTDOWN_INSTANTS)
     if state is CallState.LIVE and call.ends_at is not None and call.ends_at <= now:
         return "ended", CallChanges(
             state=CallState.ENDED, ended_at=now, end_reason=EndReason.TIME_LIMIT

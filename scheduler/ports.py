@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from persistence.models import CallRecord, Question
+from persistence.models import CallRecord
 
 
 class Notifier(Protocol):
@@ -15,9 +15,6 @@ class Notifier(Protocol):
 
     async def call_soon(self, call: CallRecord) -> None:
         """The join window opened."""
-
-    async def call_live(self, call: CallRecord, question: Question | None) -> None:
-        """The countdown finished: the call is live until ``call.ends_at``."""
 
     async def call_ended(self, call: CallRecord) -> None:
         """The call reached a final state (``call.state``/``call.end_reason``)."""

@@ -12,7 +12,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from persistence.calls import CallStore, NotificationStore
 from persistence.models import CallChanges, CallRecord, CallState, iso, utcnow
-from persistence.questions import QuestionStore
 from scheduler.jobs import IN_CALL_STATES, due_change, next_deadline
 from scheduler.ports import ChangeAnnouncer, LatenessObserver, Notifier
 
@@ -42,7 +41,6 @@ class CallTimers:
         self,
         calls: CallStore,
         notifications: NotificationStore,
-        questions: QuestionStore,
         notifier: Notifier,
         *,
         sweep_interval_s: float = 30.0,
@@ -52,7 +50,6 @@ class CallTimers:
     ) -> None:
         self._calls = calls
         self._notifications = notifications
-        self._questions = questions
         self._notifier = notifier
         self._sweep_interval_s = sweep_interval_s
         self._takeover = timedelta(seconds=takeover_s)
@@ -217,8 +214,6 @@ class CallTimers:
                     },
                 )
             await self._notifier.call_soon(call)
-        elif kind == "live":
-            await self._notifier.call_live(call, await self._questions.random())
         elif call.state in (CallState.ENDED, CallState.MISSED):
             await self._notifier.call_ended(call)
 

@@ -18,7 +18,6 @@ from persistence.models import (
     CallRecord,
     CallState,
     EndReason,
-    Question,
     apply_changes,
     as_utc,
     iso,
@@ -29,7 +28,7 @@ from persistence.questions import QuestionStore
 from rtc_bridge.base import MediaBackend
 from rtc_bridge.errors import MediaSignalError, MediaUnavailableError
 from scheduler.instants import InstantTimers
-from scheduler.jobs import due_change
+from scheduler.jobs import COUNTDOWN_INSTANTS, due_change
 from scheduler.service import CallTimers, window_for
 from scheduler.writeback import WriteBehind
 from signaling.calls.schemas import Signal
@@ -38,7 +37,6 @@ from signaling.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-_LIVE_CLEAR = frozenset({"live_at", "ends_at"})
 
 #: Stores a new call given its window (opens_at, closes_at); see CallService.schedule.
 CreateCall = Callable[[datetime, datetime], Awaitable[CallRecord]]
@@ -152,7 +150,7 @@ def presence_state(call: CallRecord, present: int) -> CallChanges | None:
     target = (CallState.OPEN, CallState.WAITING, CallState.CONNECTING)[min(present, 2)]
     if target is call.state:
         return None
-    return CallChanges(state=target, clear=_LIVE_CLEAR)
+    return CallChanges(state=target, clear=COUNTDOWN_INSTANTS)
 
 
 class CallService:
@@ -455,7 +453,15 @@ class CallService:
         }
         for member_sid in members.values():
             await self._outbox.to_sid(member_sid, "live", payload)
-        self._writer.submit(call_id, due_as("live", utcnow()), "countdown over")
+        self._writer.submit(
+            call_id,
+            lambda c: (
+                CallChanges(state=CallState.LIVE, started_at=c.live_at)
+                if c.state is CallState.COUNTDOWN
+                else None
+            ),
+            "countdown over",
+        )
         self._log_held(call, CallState.LIVE, "countdown over")
 
     async def _end_on_time(self, call_id: int, ends_at: datetime) -> None:
@@ -522,16 +528,6 @@ class CallService:
                     "partner_id": call.partner_of(user_id),
                 },
             )
-
-    async def call_live(self, call: CallRecord, question: Question | None) -> None:
-        """A database timer took the countdown over (no process ran its clock)."""
-        payload = {
-            "call_id": call.id,
-            "ends_at": iso(call.ends_at),
-            "question": question.to_wire() if question else None,
-        }
-        for member_sid in (await self._presence.members(call.id)).values():
-            await self._outbox.to_sid(member_sid, "live", payload)
 
     async def call_ended(self, call: CallRecord) -> None:
         await self._finish(call)

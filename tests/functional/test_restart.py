@@ -231,6 +231,49 @@ async def test_a_server_killed_mid_call_still_ends_it_at_the_original_limit(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(40)
+async def test_a_countdown_cut_short_by_a_crash_waits_for_both_again(tmp_path: Path) -> None:
+    """A crash during the countdown has the outcome of a drop: nobody goes
+    live in an empty call, and the two start a new countdown when back."""
+    settings = support.server_settings(tmp_path, countdown_s=2.0, limit_s=1.0)
+    env = _env(settings)
+    server = RunningServer(settings)
+    async with child_server(settings, env) as first, _clients() as clients:
+        call = await server.schedule("alice", "bob")
+        call_id = call["id"]
+        alice = await _connect(server, "alice", clients)
+        bob = await _connect(server, "bob", clients)
+        assert (await alice.emit("join", {"call_id": call_id}))["role"] == "waiting"
+        assert (await bob.emit("join", {"call_id": call_id}))["role"] == "offerer"
+        for client in (alice, bob):
+            assert await client.emit("connected", {"call_id": call_id}) == {"ok": True}
+        countdown = (await alice.wait_for("countdown", timeout=WAIT_S))[0]
+        live_at = parse_time(countdown["live_at"])
+        await _until(
+            lambda: _call_stored_state(settings, call_id) == "countdown", "countdown written"
+        )
+        first.kill()
+        assert now() < live_at, "killed too late: the countdown was over already"
+
+    async with child_server(settings, env), _clients() as clients:
+        await _sleep_until(live_at + timedelta(seconds=1.0))
+        stored = await _wait_call_state(server, call_id, "open", within=3.0)
+        assert stored["started_at"] is None, stored
+        alice2 = await _connect(server, "alice", clients)
+        bob2 = await _connect(server, "bob", clients)
+        assert (await alice2.emit("join", {"call_id": call_id}))["role"] == "waiting"
+        assert (await bob2.emit("join", {"call_id": call_id}))["role"] == "offerer"
+        for client in (alice2, bob2):
+            assert await client.emit("connected", {"call_id": call_id}) == {"ok": True}
+        again = (await alice2.wait_for("countdown", timeout=WAIT_S))[0]
+        assert parse_time(again["live_at"]) > live_at
+        for client in (alice2, bob2):
+            await client.wait_for("live", timeout=settings.countdown_s + WAIT_S)
+            await client.wait_for("ended", timeout=settings.limit_s + WAIT_S)
+            assert len(client.events["live"]) == 1
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 async def test_a_call_whose_limit_passed_while_the_server_was_down_ends_at_start_up(
     tmp_path: Path,
@@ -245,14 +288,14 @@ async def test_a_call_whose_limit_passed_while_the_server_was_down_ends_at_start
         bob = await _connect(server, "bob", clients)
         live = await _go_live(alice, bob, call_id)
         ends_at = parse_time(live["ends_at"])
+        # `live` is sent first and written just after: kill once it is written.
+        await _until(lambda: _call_stored_state(settings, call_id) == "live", "live written")
         first.kill()
         assert now() < ends_at, "killed too late: the call was over already"
     assert alice.events["ended"] == [] and bob.events["ended"] == []
 
     await _sleep_until(ends_at + timedelta(seconds=0.5))
-    # `live` is sent first and written just after: a kill in between leaves
-    # the countdown, whose passed live_at the restart finishes the same way.
-    assert _call_stored_state(settings, call_id) in ("countdown", "live")
+    assert _call_stored_state(settings, call_id) == "live"
 
     async with child_server(settings, env), _clients() as clients:
         started = now()

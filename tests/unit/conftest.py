@@ -38,9 +38,7 @@ def notifier() -> RecordingNotifier:
 def timers(stores: Stores, notifier: RecordingNotifier) -> CallTimers:
     """Timers that report to a recording notifier; not started, so only the
     test decides when they fire."""
-    return CallTimers(
-        stores.calls, stores.notifications, stores.questions, notifier, sweep_interval_s=3600
-    )
+    return CallTimers(stores.calls, stores.notifications, notifier, sweep_interval_s=3600)
 
 
 @pytest.fixture
@@ -55,9 +53,7 @@ async def harness(stores: Stores) -> AsyncIterator[Harness]:
         metrics=Metrics(),
         rules=RULES,
     )
-    timers = CallTimers(
-        stores.calls, stores.notifications, stores.questions, service, sweep_interval_s=3600
-    )
+    timers = CallTimers(stores.calls, stores.notifications, service, sweep_interval_s=3600)
     service.timers = timers
     await timers.start()
     yield Harness(stores, outbox, service, timers, RULES)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from persistence.factory import Stores
-from persistence.models import CallRecord, Question, utcnow
+from persistence.models import CallRecord, utcnow
 from scheduler.service import CallTimers
 from signaling.calls.schemas import Signal
 from signaling.calls.service import CallRules, CallService
@@ -87,7 +87,6 @@ class RecordingNotifier(_Recorder):
 
     def __init__(self) -> None:
         super().__init__()
-        self.questions: list[Question | None] = []
         self.calls: list[CallRecord] = []
 
     async def _note(self, event: str, call: CallRecord) -> None:
@@ -96,10 +95,6 @@ class RecordingNotifier(_Recorder):
 
     async def call_soon(self, call: CallRecord) -> None:
         await self._note("call_soon", call)
-
-    async def call_live(self, call: CallRecord, question: Question | None) -> None:
-        self.questions.append(question)
-        await self._note("call_live", call)
 
     async def call_ended(self, call: CallRecord) -> None:
         await self._note("call_ended", call)

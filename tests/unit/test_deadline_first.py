@@ -72,9 +72,7 @@ async def slow() -> AsyncIterator[tuple[Harness, SlowCallStore]]:
         metrics=Metrics(),
         rules=RULES,
     )
-    timers = CallTimers(
-        calls, stores.notifications, stores.questions, service, sweep_interval_s=3600
-    )
+    timers = CallTimers(calls, stores.notifications, service, sweep_interval_s=3600)
     service.timers = timers
     await timers.start()
     yield Harness(stores, outbox, service, timers, RULES), calls
