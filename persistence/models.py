@@ -164,6 +164,22 @@ def apply_changes(call: CallRecord, changes: CallChanges) -> CallRecord:
     return dataclasses.replace(call, **updates)
 
 
+def then(first: CallChanges, second: CallChanges) -> CallChanges:
+    """One change with the effect of ``first`` followed by ``second``."""
+    values: dict[str, Any] = {}
+    clear = set(first.clear)
+    for name in ("live_at", "ends_at", "started_at", "ended_at", "end_reason"):
+        later, earlier = getattr(second, name), getattr(first, name)
+        if later is not None:
+            values[name] = later
+            clear.discard(name)
+        elif name in second.clear:
+            clear.add(name)
+        elif earlier is not None:
+            values[name] = earlier
+    return CallChanges(state=second.state, clear=frozenset(clear), **values)
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     id: int

@@ -166,6 +166,7 @@ class CallTimers:
         """Another process changed the call: arm it from the database."""
         call = await self._calls.get(call_id)
         if call is not None:
+            self._calls.note(call)  # this process's guess of the call is now this
             self.arm(call, changed=False)
         return call
 

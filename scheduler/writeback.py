@@ -3,10 +3,14 @@
 The process that runs a call decides its presence-driven states and its timed
 instants in memory and tells the users first; the database learns of each
 change just after, through here. Changes to one call are written in the order
-they were made (a chain per call); different calls are written concurrently.
-Each write is the store's compare-and-set ``update`` with a ``decide`` rule
-applied to the freshly read record, so a write that finds the database moved
-on (a cancel, a takeover) changes nothing and the caller hears what it found.
+they were made, by one worker per call; different calls are written
+concurrently. When several changes of a call are waiting (the database is
+busy), the worker writes them as one: the rules are applied in order to the
+freshly read record and the result is written with one compare-and-set, so a
+busy database gets fewer writes, not a longer queue. Each rule is the store's
+``decide`` (``presence_state``, ``due_change``…), so a write that finds the
+database moved on (a cancel, a takeover) changes nothing and the caller hears
+what it found.
 """
 
 from __future__ import annotations
@@ -18,17 +22,48 @@ from collections.abc import Awaitable, Callable
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from persistence.calls import CallStore, Decision
-from persistence.models import CallRecord
+from persistence.models import (
+    ALLOWED_TRANSITIONS,
+    CallChanges,
+    CallRecord,
+    IllegalTransitionError,
+    apply_changes,
+    then,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Told what each write found and did: ``(call_id, before, after)``;
-#: ``after`` is ``None`` when the rule said no change.
+#: ``after`` is ``None`` when the rules said no change (both ``None``: the
+#: write failed for good).
 Written = Callable[[int, CallRecord | None, CallRecord | None], Awaitable[None]]
 
 #: A write that keeps failing (the database is away) is given up after this
 #: many attempts; the timers' database sweep then repairs what it can.
 _ATTEMPTS = 5
+
+
+def in_order(rules: list[Decision]) -> Decision:
+    """One rule that applies ``rules`` one after the other, each to the record
+    the previous ones made, every step an edge of the state machine."""
+
+    def decide(call: CallRecord) -> CallChanges | None:
+        combined: CallChanges | None = None
+        current = call
+        for rule in rules:
+            changes = rule(current)
+            if changes is None:
+                continue
+            if (
+                changes.state is not current.state
+                and changes.state not in ALLOWED_TRANSITIONS[current.state]
+            ):
+                raise IllegalTransitionError(f"call {call.id}: {current.state} -> {changes.state}")
+            combined = changes if combined is None else then(combined, changes)
+            current = apply_changes(current, changes)
+        return combined
+
+    return decide
 
 
 class WriteBehind:
@@ -37,47 +72,48 @@ class WriteBehind:
     def __init__(self, calls: CallStore, written: Written) -> None:
         self._calls = calls
         self._written = written
-        self._tails: dict[int, asyncio.Task[None]] = {}
+        self._queued: dict[int, list[tuple[Decision, str]]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
 
     def submit(self, call_id: int, decide: Decision, cause: str) -> None:
         """Queue ``decide`` for the call, after everything queued before it."""
-        previous = self._tails.get(call_id)
-        task = asyncio.get_running_loop().create_task(
-            self._write(previous, call_id, decide, cause), name=f"write-behind:{call_id}"
-        )
-        self._tails[call_id] = task
-        task.add_done_callback(lambda done: self._settled(call_id, done))
+        self._queued.setdefault(call_id, []).append((decide, cause))
+        if call_id not in self._workers:
+            self._workers[call_id] = asyncio.get_running_loop().create_task(
+                self._work(call_id), name=f"write-behind:{call_id}"
+            )
 
     def pending(self) -> int:
         """Calls with writes not yet done (a gauge for operators)."""
-        return len(self._tails)
+        return len(self._workers)
 
     def pending_for(self, call_id: int) -> bool:
-        return call_id in self._tails
+        return call_id in self._workers
 
     async def flush(self, call_id: int | None = None) -> None:
         """Wait until the call's (or every call's) queued writes are done."""
-        tasks = (
-            list(self._tails.values())
-            if call_id is None
-            else [t for t in (self._tails.get(call_id),) if t is not None]
-        )
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        while True:
+            if call_id is None:
+                workers = list(self._workers.values())
+            else:
+                worker = self._workers.get(call_id)
+                workers = [worker] if worker is not None else []
+            if not workers:
+                return
+            await asyncio.gather(*workers, return_exceptions=True)
 
-    def _settled(self, call_id: int, task: asyncio.Task[None]) -> None:
-        if self._tails.get(call_id) is task:
-            del self._tails[call_id]
+    async def _work(self, call_id: int) -> None:
+        try:
+            while batch := self._queued.pop(call_id, None):
+                await self._write(call_id, batch)
+        finally:
+            del self._workers[call_id]
 
-    async def _write(
-        self,
-        previous: asyncio.Task[None] | None,
-        call_id: int,
-        decide: Decision,
-        cause: str,
-    ) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
+    async def _write(self, call_id: int, batch: list[tuple[Decision, str]]) -> None:
+        decide = batch[0][0] if len(batch) == 1 else in_order([rule for rule, _ in batch])
+        cause = ", ".join(cause for _, cause in batch)
+        before: CallRecord | None = None
+        after: CallRecord | None = None
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(_ATTEMPTS),
@@ -85,7 +121,9 @@ class WriteBehind:
                 reraise=True,
             ):
                 with attempt:
-                    before, after = await self._calls.update(call_id, decide, cause=cause)
+                    before, after = await self._calls.update(
+                        call_id, decide, cause=cause, checked=len(batch) > 1
+                    )
         except Exception:
             logger.exception(
                 "could not persist %s of call %s",

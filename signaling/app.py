@@ -225,26 +225,32 @@ async def run_services(
         from signaling.cluster import ClusterBus  # the redis extra, only when asked for
 
         bus = ClusterBus(
-            settings.redis_url, call_changed_elsewhere, channel=f"{settings.redis_prefix}:calls"
+            settings.redis_url,
+            call_changed_elsewhere,
+            channel=f"{settings.redis_prefix}:calls",
+            key_prefix=settings.redis_prefix,
         )
     media = create_media(settings)
     app[MEDIA] = media
     try:
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
+        await stores.questions.load()
         service = CallService(
             calls=stores.calls,
             presence=stores.presence,
+            questions=stores.questions,
             media=media,
             outbox=SocketOutbox(sio),
             metrics=metrics,
             rules=call_rules(settings),
+            claims=bus,
         )
         timers = CallTimers(
             stores.calls,
             stores.notifications,
-            stores.questions,
             service,
             sweep_interval_s=settings.sweep_interval_s,
+            takeover_s=settings.takeover_s,
             observe_lateness=metrics.observe_lateness,
             announce=None if bus is None else bus.announce,
         )
@@ -279,6 +285,7 @@ async def run_services(
         )
         yield
         await timers.shutdown()
+        await service.close()
     finally:
         if bus is not None:
             await bus.close()

@@ -46,6 +46,8 @@ class Settings:
     notify_before_s: float = 300.0
     join_grace_s: float = 600.0
     sweep_interval_s: float = 30.0
+    #: how long after an in-call instant another process takes a call over
+    takeover_s: float = 0.25
     signal_queue_max: int = 64
     log_level: str = "INFO"
     #: users who may add questions to the icebreaker bank
@@ -140,6 +142,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "NOTIFY_BEFORE_S": "notify_before_s",
         "JOIN_GRACE_S": "join_grace_s",
         "SWEEP_INTERVAL_S": "sweep_interval_s",
+        "TAKEOVER_S": "takeover_s",
     }
     for var, attr in number_settings.items():
         raw = get(var)
@@ -170,6 +173,8 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"{PREFIX}MEDIA must be one of {', '.join(MEDIA_BACKENDS)}")
     if settings.limit_s <= 0:
         raise ConfigError(f"{PREFIX}CALL_LIMIT_S must be positive")
+    if settings.takeover_s < 0:
+        raise ConfigError(f"{PREFIX}TAKEOVER_S must not be negative")
     if settings.sweep_interval_s <= 0:
         raise ConfigError(f"{PREFIX}SWEEP_INTERVAL_S must be positive")
     if settings.message_store_url and not settings.message_store_url.startswith(

@@ -546,8 +546,12 @@ class CallService:
     # --------------------------------------------------------------- helpers
 
     async def _view(self, call_id: int) -> CallRecord | None:
-        """The call as this process last decided it, else as stored."""
+        """The call as this process last decided it, else as it last wrote or
+        heard of it, else as stored: a user's first join usually costs no
+        read, which would queue behind every other call's writes."""
         held = self._held.get(call_id)
+        if held is None:
+            held = self._calls.recent(call_id)
         return held if held is not None else await self._calls.get(call_id)
 
     def _presence_change(self, call: CallRecord, present: int, cause: str) -> CallRecord:

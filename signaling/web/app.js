@@ -1,8 +1,10 @@
 /* GiftCall web client: plain JavaScript, no build step.
  *
  * It speaks only the wire contract (PROTOCOL.md): REST with a bearer token,
- * Socket.IO namespaces /call and /chat with auth {token}. State worth testing
- * is mirrored into data-* attributes (data-phase, data-pc-state, data-unread…).
+ * Socket.IO namespaces /call and /chat with auth {token}; the /call connection
+ * of a call page carries the call's id in its handshake query (call_id), so a
+ * load balancer sends both users of a call to one server process. State worth
+ * testing is mirrored into data-* attributes (data-phase, data-pc-state…).
  */
 (() => {
   'use strict';
@@ -206,7 +208,9 @@
   }
 
   function renderConnection() {
-    const call = S.callSocket && S.callSocket.connected;
+    // On a call page, the call's own connection; elsewhere the sign-in one.
+    const socket = (S.call && S.call.socket) || S.callSocket;
+    const call = Boolean(socket && socket.connected);
     const node = $('#conn');
     node.dataset.state = call ? 'online' : 'offline';
     node.title = call ? 'connected to the server' : 'not connected to the server';
@@ -221,30 +225,21 @@
   }
 
   function connectSockets() {
-    // One connection per sign-in, both namespaces on it. A fresh Manager, not
-    // io()'s cache: after a sign-out the cache would hand back the old socket
-    // with the old user's token.
+    // One connection per sign-in for /chat and for the /call notifications
+    // (call_soon, ended), both namespaces on it; each call page opens its own
+    // /call connection with the call's id (CallSession.openSocket). A fresh
+    // Manager, not io()'s cache: after a sign-out the cache would hand back
+    // the old socket with the old user's token.
     const manager = new io.Manager(location.origin, { transports: ['websocket'] });
     const options = { auth: { token: S.token } };
     const call = manager.socket('/call', options);
     S.callSocket = call;
-    call.on('connect', () => {
-      renderConnection();
-      if (S.call) S.call.socketConnected();
-    });
-    call.on('disconnect', () => {
-      renderConnection();
-      if (S.call) S.call.socketLost();
-    });
+    call.on('connect', renderConnection);
+    call.on('disconnect', renderConnection);
     call.on('connect_error', (err) => {
       renderConnection();
       if (isUnauthorized(err)) signOut('Your session has expired: sign in again.');
     });
-    for (const name of CALL_EVENTS) {
-      call.on(name, (payload) => {
-        if (S.call && payload && payload.call_id === S.call.callId) S.call.receive(name, payload);
-      });
-    }
     call.on('ended', () => Home.refreshCallsSoon());
     call.on('call_soon', (payload) => {
       if (S.call && S.call.callId === payload.call_id) return; // already there
@@ -525,6 +520,7 @@
   class CallSession {
     constructor(callId) {
       this.callId = callId;
+      this.socket = null; // this call's own /call connection (openSocket)
       this.view = $('#call-view');
       this.phase = 'idle';
       this.phaseLog = [];
@@ -565,6 +561,7 @@
     async start() {
       this.resetView();
       this.setPhase('media');
+      this.openSocket();
       await this.openMedia();
       if (this.closed) return;
       this.mediaReady = true;
@@ -623,8 +620,56 @@
 
     // ----- socket
 
+    /**
+     * The call's own /call connection, on a Manager of its own: the handshake
+     * query carries call_id (PROTOCOL.md), which a load balancer hashes to
+     * send both users of this call to the same server process. socket.io
+     * reconnects it with the same query; each (re)connect joins again.
+     */
+    openSocket() {
+      const manager = new io.Manager(location.origin, {
+        transports: ['websocket'],
+        query: { call_id: String(this.callId) },
+      });
+      const socket = manager.socket('/call', { auth: { token: S.token } });
+      this.socket = socket;
+      socket.on('connect', () => {
+        renderConnection();
+        this.socketConnected();
+      });
+      socket.on('disconnect', () => {
+        renderConnection();
+        this.socketLost();
+      });
+      socket.on('connect_error', (err) => {
+        renderConnection();
+        if (isUnauthorized(err)) signOut('Your session has expired: sign in again.');
+      });
+      for (const name of CALL_EVENTS) {
+        socket.on(name, (payload) => {
+          if (payload && payload.call_id === this.callId) this.receive(name, payload);
+        });
+      }
+    }
+
+    /** Close the call's connection: after a `leave` has been answered, if one is sent. */
+    closeSocket(leave) {
+      const socket = this.socket;
+      this.socket = null;
+      if (!socket) return;
+      if (leave && socket.connected) {
+        socket.timeout(5000).emit('leave', { call_id: this.callId }, () => {
+          Home.refreshCallsSoon();
+          socket.disconnect();
+        });
+      } else {
+        socket.disconnect();
+      }
+      renderConnection();
+    }
+
     maybeJoin() {
-      const socket = S.callSocket;
+      const socket = this.socket;
       if (this.closed || this.over || !this.mediaReady || !this.needJoin || !socket || !socket.connected) return;
       this.needJoin = false;
       this.enqueue(() => this.join());
@@ -659,7 +704,11 @@
       this.closePeer();
       if (this.phase !== 'live') this.setPhase('joining');
       const ack = await new Promise((resolve) => {
-        S.callSocket.timeout(10000).emit('join', { call_id: this.callId }, (err, answer) => {
+        if (!this.socket) {
+          resolve({ ok: false, error: { code: 'unavailable', message: 'not connected' } });
+          return;
+        }
+        this.socket.timeout(10000).emit('join', { call_id: this.callId }, (err, answer) => {
           if (err) {
             resolve({ ok: false, error: { code: 'unavailable', message: 'the server did not answer in time' } });
             return;
@@ -783,6 +832,7 @@
 
     finish(reason, message) {
       this.over = true;
+      this.closeSocket(false); // over for good: nothing more comes for this call
       this.closePeer();
       this.stopMedia();
       this.view.dataset.endReason = reason || 'unknown';
@@ -938,7 +988,7 @@
     }
 
     send(signal) {
-      const socket = S.callSocket;
+      const socket = this.socket;
       if (!socket || !this.joined) return;
       socket.emit('signal', { call_id: this.callId, ...signal }, (ack) => {
         if (ack && !ack.ok) logError(`signal ${signal.type} refused`, ack.error);
@@ -946,7 +996,7 @@
     }
 
     async reportConnected() {
-      const ack = await request(S.callSocket, 'connected', { call_id: this.callId });
+      const ack = await request(this.socket, 'connected', { call_id: this.callId });
       if (!ack.ok) logError('connected refused', ack.error);
     }
 
@@ -979,9 +1029,7 @@
     close() {
       if (this.closed) return;
       this.closed = true;
-      if (this.joined && !this.over && S.callSocket && S.callSocket.connected) {
-        S.callSocket.emit('leave', { call_id: this.callId }, () => Home.refreshCallsSoon());
-      }
+      this.closeSocket(this.joined && !this.over);
       clearInterval(this.ticker);
       this.closePeer();
       this.stopMedia();

@@ -189,6 +189,9 @@ async def test_a_process_killed_mid_call_and_the_call_still_ends_on_time(
             assert (await alice.emit("connected", {"call_id": call["id"]}))["ok"]
             live = (await bob.wait_for("live"))[0]
             ends_at = parse(live["ends_at"])
+            # `live` is sent first and written just after (a kill in between
+            # would cut the countdown short, as a crash before `live` does).
+            await stored_once(cluster.two, call["id"], "live")
             cluster.kill(0)
             ended = await bob.wait_for("ended", timeout=10)
             arrived = datetime.now(ends_at.tzinfo)

@@ -1,9 +1,11 @@
 """docker/: what can be checked without a Docker engine.
 
-The compose file is parsed with PyYAML and its wiring checked; the Dockerfile
-is read instruction by instruction and compared with the Makefile's install;
-docker/.env.example is compared with the variables ``load_settings`` reads;
-the image's health check script is run against stub servers.
+The compose file is parsed with PyYAML and its wiring checked; HAProxy's
+configuration is checked by the real ``/usr/sbin/haproxy -c`` and compared
+with the rules the load-balancer tests run (``tests/haproxy.py``); the
+Dockerfile is read instruction by instruction and compared with the Makefile's
+install; docker/.env.example is compared with the variables ``load_settings``
+reads; the image's health check script is run against stub servers.
 (``docker compose config`` also validates the compose file, where the compose
 plugin is installed: docs/deployment.md.)
 """
@@ -27,6 +29,7 @@ import yaml
 from aiohttp import web
 
 from signaling.config import PREFIX, load_settings
+from tests import haproxy
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,6 +164,26 @@ def makefile_recipe(target: str) -> list[str]:
     return recipe
 
 
+def haproxy_sections(text: str) -> dict[str, list[str]]:
+    """``{"defaults": [...], "backend signaling": [...]}``: each section's
+    lines, stripped, comments and blank lines dropped."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not raw[0].isspace():
+            current = sections.setdefault(line, [])
+        else:
+            current.append(" ".join(line.split()))
+    return sections
+
+
+def docker_haproxy() -> dict[str, list[str]]:
+    return haproxy_sections((DOCKER / "haproxy.cfg").read_text())
+
+
 def setup_extras() -> set[str]:
     parser = configparser.ConfigParser()
     parser.read(REPO / "setup.cfg")
@@ -171,7 +194,15 @@ def setup_extras() -> set[str]:
 
 
 def test_compose_has_every_service_of_the_stack() -> None:
-    assert set(services()) >= {"server", "mysql", "mongo", "redis", "coturn", "openvidu"}
+    assert set(services()) >= {
+        "haproxy",
+        "server",
+        "mysql",
+        "mongo",
+        "redis",
+        "coturn",
+        "openvidu",
+    }
 
 
 def test_every_published_port_is_bound_to_loopback() -> None:
@@ -184,7 +215,7 @@ def test_every_published_port_is_bound_to_loopback() -> None:
                 assert port.get("host_ip") == "127.0.0.1", (name, port)
             else:
                 assert str(port).startswith("127.0.0.1:"), (name, port)
-    assert published >= 4  # server, coturn (udp, tcp, relay range), openvidu
+    assert published >= 4  # haproxy, coturn (udp, tcp, relay range), openvidu
 
 
 def test_the_server_runs_two_replicas_of_the_image() -> None:
@@ -192,11 +223,85 @@ def test_the_server_runs_two_replicas_of_the_image() -> None:
     assert server["deploy"]["replicas"] == 2
     assert server["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
     assert (DOCKER / server["build"]["context"] / server["build"]["dockerfile"]).is_file()
-    # One host port per replica: a range at least as wide as the replicas.
-    [port] = server["ports"]
-    host_range = str(port).split(":")[1]
-    first, _, last = host_range.partition("-")
-    assert int(last or first) - int(first) + 1 >= server["deploy"]["replicas"], port
+    # Not published: the way in is HAProxy.
+    assert "ports" not in server
+
+
+# ------------------------------------------------------------------ HAProxy
+
+
+def test_haproxy_is_the_way_in() -> None:
+    proxy = services()["haproxy"]
+    assert proxy["image"].startswith("haproxy:2."), proxy["image"]
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in proxy["volumes"]
+    assert proxy["depends_on"] == {"server": {"condition": "service_healthy"}}
+    assert proxy["environment"]["SIGNALING_PORT"] == "${SIGNALING_PORT:-8080}"
+    published = [str(port) for port in proxy["ports"]]
+    assert "127.0.0.1:8080:8080" in published, published
+    frontend = docker_haproxy()["frontend calls"]
+    assert "bind :8080" in frontend, frontend
+    # Its health check asks the frontend's monitor URI.
+    assert "monitor-uri /haproxy/health" in frontend, frontend
+    check = " ".join(proxy["healthcheck"]["test"])
+    assert "/dev/tcp/127.0.0.1/8080" in check and "GET /haproxy/health" in check, check
+
+
+def test_haproxy_may_open_the_descriptors_its_maxconn_needs() -> None:
+    """HAProxy refuses to start when it cannot raise its descriptor limit to
+    about twice ``maxconn`` (a client and a server side per connection)."""
+    [maxconn] = [line for line in docker_haproxy()["global"] if line.startswith("maxconn ")]
+    nofile = services()["haproxy"]["ulimits"]["nofile"]
+    assert min(nofile["soft"], nofile["hard"]) >= 2 * int(maxconn.split()[1]) + 1000, nofile
+
+
+def test_haproxy_balances_by_call_id_over_every_replica() -> None:
+    sections = docker_haproxy()
+    backend = sections["backend signaling"]
+    assert "balance url_param call_id" in backend
+    assert "hash-type consistent" in backend
+    assert "http-check send meth GET uri /api/health" in backend
+    assert "http-check expect status 200" in backend
+    [template] = [line for line in backend if line.startswith("server-template ")]
+    _, _, slots, target, *options = template.split()
+    assert int(slots) == services()["server"]["deploy"]["replicas"], template
+    assert target == '"server:${SIGNALING_PORT}"', template
+    assert {"check", "resolvers", "docker"} <= set(options), template
+    assert "nameserver dns 127.0.0.11:53" in sections["resolvers docker"]
+    defaults = sections["defaults"]
+    assert "mode http" in defaults
+    assert any(line.startswith("timeout tunnel ") for line in defaults), defaults
+    assert any(line.startswith("option redispatch") for line in defaults), defaults
+    assert any(line.startswith("retries ") for line in defaults), defaults
+
+
+def test_haproxy_has_the_rules_the_tests_run() -> None:
+    """docker/haproxy.cfg and tests/haproxy.py route the same way (only the
+    servers, addresses and timings differ)."""
+    tested = haproxy_sections(haproxy.haproxy_config({"one": 1, "two": 2}, 3, 4))
+
+    def rules(section: list[str]) -> set[str]:
+        keep = ("balance", "hash-type", "option", "http-check", "mode", "retries")
+        return {line for line in section if line.startswith(keep) and "log" not in line}
+
+    docker = docker_haproxy()
+    assert rules(docker["backend signaling"]) == rules(tested[f"backend {haproxy.BACKEND}"])
+    assert rules(docker["defaults"]) == rules(tested["defaults"])
+
+
+def test_haproxy_accepts_its_configuration(tmp_path: Path) -> None:
+    """The real binary (Debian's, .ci/ensure-haproxy) parses docker/haproxy.cfg."""
+    haproxy.require_haproxy()
+    result = subprocess.run(
+        [str(haproxy.HAPROXY), "-c", "-f", str(DOCKER / "haproxy.cfg")],
+        cwd=tmp_path,
+        env={"SIGNALING_PORT": "8080", "PATH": "/usr/sbin:/usr/bin:/bin"},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
 
 
 def test_the_server_waits_for_healthy_backends() -> None:
@@ -226,6 +331,7 @@ def test_images_are_the_required_versions() -> None:
     assert images["redis"].startswith("redis:7"), images
     assert images["coturn"].startswith("coturn/coturn:"), images
     assert re.match(r"openvidu/openvidu-(dev|server-kms):2\.", images["openvidu"]), images
+    assert images["haproxy"].startswith("haproxy:2."), images
 
 
 def test_the_server_uses_the_stacks_backends() -> None:
