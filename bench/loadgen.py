@@ -9,7 +9,16 @@ all of its partner's signals; both then wait for ``countdown`` / ``live`` /
 
 Every relayed ``offer``/``answer``/``candidate`` carries ``ts=<perf_counter_ns>``
 of its sender (in the SDP's ``s=`` line or at the end of the candidate string);
-the receiver, in the same process, turns it into a relay latency.
+the receiver, in the same process, turns it into a relay latency. The server's
+clock is measured too: ``live`` lateness is its arrival (wall clock) minus the
+``live_at`` of the preceding ``countdown``, ``ended`` lateness its arrival minus
+the ``ends_at`` of ``live`` (ISO 8601 strings or epoch-second numbers).
+
+Each socket carries its call's id in the handshake query (``?call_id=N``, the
+routing hint of PROTOCOL.md) unless ``--no-call-id-query``.
+
+Modules: this file (CLI, peers, worker processes, the parent's run loop),
+``loadgen_payload.py`` (SDP and candidates), ``loadgen_stats.py`` (figures).
 
 Examples::
 
@@ -32,7 +41,6 @@ import array
 import asyncio
 import contextlib
 import datetime as dt
-import math
 import multiprocessing as mp
 import multiprocessing.sharedctypes
 import queue
@@ -43,12 +51,21 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import jwt
 import orjson
 import socketio
+from loadgen_payload import candidate_string, extract_ts, sdp_parts
+from loadgen_stats import (
+    add_server_cpu,
+    cpu_seconds,
+    parse_instant,
+    parse_pids,
+    print_summary,
+    summarize,
+)
 
 NAMESPACE = "/call"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -95,6 +112,7 @@ class Config:
     barrier_timeout: float
     max_time: float
     connect_concurrency: int
+    call_id_query: bool = True
 
 
 class CallError(Exception):
@@ -102,170 +120,6 @@ class CallError(Exception):
         super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
-
-
-# -- payloads ------------------------------------------------------------------
-
-_SDP_HEAD = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=- ts="
-_SDP_BODY = (
-    "\r\nt=0 0\r\n"
-    "a=group:BUNDLE 0 1\r\n"
-    "a=extmap-allow-mixed\r\n"
-    "a=msid-semantic: WMS 1f3c9b8e-6f0c-4b5e-9d4e-2f7a1c5b8d90\r\n"
-    "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n"
-    "c=IN IP4 0.0.0.0\r\n"
-    "a=rtcp:9 IN IP4 0.0.0.0\r\n"
-    "a=ice-ufrag:abcd\r\n"
-    "a=ice-pwd:Zq3k9VbN4m2XyP7rT1sL6dQe\r\n"
-    "a=ice-options:trickle\r\n"
-    "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:"
-    "DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n"
-    "a={setup}\r\n"
-    "a=mid:0\r\n"
-    "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
-    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
-    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
-    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-    "a=sendrecv\r\n"
-    "a=msid:1f3c9b8e-6f0c-4b5e-9d4e-2f7a1c5b8d90 0b2c7d4e-8a1f-4c3b-9e6d-5f0a2b1c3d4e\r\n"
-    "a=rtcp-mux\r\n"
-    "a=rtcp-rsize\r\n"
-    "a=rtpmap:111 opus/48000/2\r\n"
-    "a=rtcp-fb:111 transport-cc\r\n"
-    "a=fmtp:111 minptime=10;useinbandfec=1\r\n"
-    "a=rtpmap:63 red/48000/2\r\n"
-    "a=fmtp:63 111/111\r\n"
-    "a=rtpmap:9 G722/8000\r\n"
-    "a=rtpmap:0 PCMU/8000\r\n"
-    "a=rtpmap:8 PCMA/8000\r\n"
-    "a=rtpmap:13 CN/8000\r\n"
-    "a=rtpmap:110 telephone-event/48000\r\n"
-    "a=rtpmap:126 telephone-event/8000\r\n"
-    "a=ssrc:3735928559 cname:Hk2pQ8vXz1LmN4rB\r\n"
-    "a=ssrc:3735928559 msid:1f3c9b8e-6f0c-4b5e-9d4e-2f7a1c5b8d90 "
-    "0b2c7d4e-8a1f-4c3b-9e6d-5f0a2b1c3d4e\r\n"
-    "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 104 105 106 107 108 109 127 125 "
-    "39 40 45 46 98 99 100 101 112 113 116 117 118\r\n"
-    "c=IN IP4 0.0.0.0\r\n"
-    "a=rtcp:9 IN IP4 0.0.0.0\r\n"
-    "a=ice-ufrag:abcd\r\n"
-    "a=ice-pwd:Zq3k9VbN4m2XyP7rT1sL6dQe\r\n"
-    "a=ice-options:trickle\r\n"
-    "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:"
-    "DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n"
-    "a={setup}\r\n"
-    "a=mid:1\r\n"
-    "a=extmap:14 urn:ietf:params:rtp-hdrext:toffset\r\n"
-    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
-    "a=extmap:13 urn:3gpp:video-orientation\r\n"
-    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
-    "a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n"
-    "a=extmap:6 http://www.webrtc.org/experiments/rtp-hdrext/video-content-type\r\n"
-    "a=extmap:7 http://www.webrtc.org/experiments/rtp-hdrext/video-timing\r\n"
-    "a=extmap:8 http://www.webrtc.org/experiments/rtp-hdrext/color-space\r\n"
-    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-    "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n"
-    "a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n"
-    "a=sendrecv\r\n"
-    "a=msid:1f3c9b8e-6f0c-4b5e-9d4e-2f7a1c5b8d90 7c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f\r\n"
-    "a=rtcp-mux\r\n"
-    "a=rtcp-rsize\r\n"
-    "a=rtpmap:96 VP8/90000\r\n"
-    "a=rtcp-fb:96 goog-remb\r\n"
-    "a=rtcp-fb:96 transport-cc\r\n"
-    "a=rtcp-fb:96 ccm fir\r\n"
-    "a=rtcp-fb:96 nack\r\n"
-    "a=rtcp-fb:96 nack pli\r\n"
-    "a=rtpmap:97 rtx/90000\r\n"
-    "a=fmtp:97 apt=96\r\n"
-    "a=rtpmap:98 VP9/90000\r\n"
-    "a=rtcp-fb:98 goog-remb\r\n"
-    "a=rtcp-fb:98 transport-cc\r\n"
-    "a=rtcp-fb:98 ccm fir\r\n"
-    "a=rtcp-fb:98 nack\r\n"
-    "a=rtcp-fb:98 nack pli\r\n"
-    "a=fmtp:98 profile-id=0\r\n"
-    "a=rtpmap:99 rtx/90000\r\n"
-    "a=fmtp:99 apt=98\r\n"
-    "a=rtpmap:102 H264/90000\r\n"
-    "a=rtcp-fb:102 goog-remb\r\n"
-    "a=rtcp-fb:102 transport-cc\r\n"
-    "a=rtcp-fb:102 ccm fir\r\n"
-    "a=rtcp-fb:102 nack\r\n"
-    "a=rtcp-fb:102 nack pli\r\n"
-    "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n"
-    "a=rtpmap:103 rtx/90000\r\n"
-    "a=fmtp:103 apt=102\r\n"
-    "a=rtpmap:104 H264/90000\r\n"
-    "a=rtcp-fb:104 goog-remb\r\n"
-    "a=rtcp-fb:104 transport-cc\r\n"
-    "a=rtcp-fb:104 ccm fir\r\n"
-    "a=rtcp-fb:104 nack\r\n"
-    "a=rtcp-fb:104 nack pli\r\n"
-    "a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n"
-    "a=rtpmap:105 rtx/90000\r\n"
-    "a=fmtp:105 apt=104\r\n"
-    "a=rtpmap:106 H264/90000\r\n"
-    "a=rtcp-fb:106 goog-remb\r\n"
-    "a=rtcp-fb:106 transport-cc\r\n"
-    "a=rtcp-fb:106 ccm fir\r\n"
-    "a=rtcp-fb:106 nack\r\n"
-    "a=rtcp-fb:106 nack pli\r\n"
-    "a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
-    "a=rtpmap:107 rtx/90000\r\n"
-    "a=fmtp:107 apt=106\r\n"
-    "a=rtpmap:45 AV1/90000\r\n"
-    "a=rtcp-fb:45 goog-remb\r\n"
-    "a=rtcp-fb:45 transport-cc\r\n"
-    "a=rtcp-fb:45 ccm fir\r\n"
-    "a=rtcp-fb:45 nack\r\n"
-    "a=rtcp-fb:45 nack pli\r\n"
-    "a=rtpmap:46 rtx/90000\r\n"
-    "a=fmtp:46 apt=45\r\n"
-    "a=rtpmap:116 red/90000\r\n"
-    "a=rtpmap:117 rtx/90000\r\n"
-    "a=fmtp:117 apt=116\r\n"
-    "a=rtpmap:118 ulpfec/90000\r\n"
-    "a=ssrc-group:FID 2882400001 2882400002\r\n"
-    "a=ssrc:2882400001 cname:Hk2pQ8vXz1LmN4rB\r\n"
-    "a=ssrc:2882400001 msid:1f3c9b8e-6f0c-4b5e-9d4e-2f7a1c5b8d90 "
-    "7c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f\r\n"
-    "a=ssrc:2882400002 cname:Hk2pQ8vXz1LmN4rB\r\n"
-    "a=ssrc:2882400002 msid:1f3c9b8e-6f0c-4b5e-9d4e-2f7a1c5b8d90 "
-    "7c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f\r\n"
-)
-
-
-def sdp_parts(setup: str, size: int) -> tuple[str, str]:
-    """(prefix, suffix) of an SDP of about ``size`` bytes; the timestamp goes between."""
-    body = _SDP_BODY.replace("{setup}", setup)
-    pad_needed = size - len(_SDP_HEAD) - 19 - len(body)
-    pad = ""
-    n = 0
-    while len(pad) < pad_needed:
-        pad += f"a=ssrc:{2882400003 + n} label:bench-padding-{n:04d}\r\n"
-        n += 1
-    return _SDP_HEAD, body + pad
-
-
-def candidate_string(seq: int, side: int, ts: int) -> str:
-    # foundation = sequence number, so the receiver can check relay order
-    return (
-        f"candidate:{seq} 1 udp 2122260223 192.168.{side}.{seq % 250 + 2} "
-        f"{50000 + seq} typ host generation 0 ufrag abcd network-id 1 ts={ts}"
-    )
-
-
-def extract_ts(text: str) -> int | None:
-    pos = text.find("ts=")
-    if pos < 0:
-        return None
-    end = pos + 3
-    n = len(text)
-    while end < n and text[end].isdigit():
-        end += 1
-    digits = text[pos + 3 : end]
-    return int(digits) if digits else None
 
 
 def make_token(secret: str, user_id: str, ttl_s: int = 6 * 3600) -> str:
@@ -307,6 +161,8 @@ class Peer:
         self.acks_done.set()
         self.ended_reason: str | None = None
         self.join_t0 = 0
+        self.live_at: float | None = None  # epoch s, from the latest `countdown`
+        self.ends_at: float | None = None  # epoch s, from `live`
         self.recv = 0
         self.next_cand = 0
         self.pending = 0
@@ -367,13 +223,34 @@ class Peer:
         if self.join_t0 and not self.got_countdown.is_set():
             self.w.j2c_ns.append(perf_ns() - self.join_t0)
         self.got_countdown.set()
+        live_at = parse_instant(data.get("live_at")) if isinstance(data, dict) else None
+        if live_at is None:
+            self.w.error("countdown_without_live_at")
+        else:
+            self.live_at = live_at  # a restarted countdown announces a new instant
 
     def _on_live(self, data: Any) -> None:
+        now = time.time()  # wall clock: the server announced wall-clock instants
+        if self.got_live.is_set():
+            self.w.error("live_twice")
+            return
+        if self.live_at is None:
+            self.w.error("live_without_live_at")
+        else:
+            self.w.live_late_ms.append(1000 * (now - self.live_at))
+        self.ends_at = parse_instant(data.get("ends_at")) if isinstance(data, dict) else None
+        if self.ends_at is None:
+            self.w.error("live_without_ends_at")
         self.got_live.set()
 
     def _on_ended(self, data: Any) -> None:
+        now = time.time()
+        if self.got_ended.is_set():
+            return
         reason = data.get("reason") if isinstance(data, dict) else None
         self.ended_reason = str(reason)
+        if reason == "time_limit" and self.ends_at is not None:
+            self.w.ended_late_ms.append(1000 * (now - self.ends_at))
         self.got_ended.set()
 
     def _on_disconnect(self, *args: Any) -> None:
@@ -407,8 +284,11 @@ class Peer:
         cfg = self.w.cfg
         try:
             async with asyncio.timeout(cfg.connect_timeout * 2):
+                url = cfg.url if self.side == 1 else cfg.url_b
+                if cfg.call_id_query:  # the routing hint: both users to one process
+                    url += "?call_id=" + quote(str(self.call_id), safe="")
                 await self.sio.connect(
-                    cfg.url if self.side == 1 else cfg.url_b,
+                    url,
                     auth={"token": self.token},
                     transports=["websocket"],
                     namespaces=[NAMESPACE],
@@ -509,6 +389,8 @@ class Worker:
         self.mp_stop = stop
         self.relay_ns = array.array("q")
         self.j2c_ns = array.array("q")
+        self.live_late_ms = array.array("d")
+        self.ended_late_ms = array.array("d")
         self.errors: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.samples: dict[str, str] = {}
@@ -568,6 +450,8 @@ class Worker:
             "samples": self.samples,
             "relay_ns": self.relay_ns.tobytes(),
             "j2c_ns": self.j2c_ns.tobytes(),
+            "live_late_ms": self.live_late_ms.tobytes(),
+            "ended_late_ms": self.ended_late_ms.tobytes(),
             "first_send_ns": self.first_send_ns,
             "last_recv_ns": self.last_recv_ns,
             "cpu_s": time.process_time() - cpu_start,
@@ -638,7 +522,10 @@ class Worker:
                 if resp.status != 201:
                     raise CallError(f"rest_{resp.status}", raw[:300].decode(errors="replace"))
                 data = orjson.loads(raw)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:
+            limit = cfg.connect_timeout * 2
+            raise CallError("rest_timeout", f"no answer in {limit:g} s") from None
+        except aiohttp.ClientError as exc:
             raise CallError("rest_error", repr(exc)) from None
         except orjson.JSONDecodeError:
             raise CallError("rest_bad_json") from None
@@ -775,34 +662,6 @@ def worker_main(
 # -- parent side ---------------------------------------------------------------
 
 
-def percentile(sorted_values: Sequence[float], p: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = math.ceil(p / 100 * len(sorted_values)) - 1  # nearest rank
-    return sorted_values[max(0, min(len(sorted_values) - 1, k))]
-
-
-def _ms(values_ns: array.array[int]) -> list[float]:
-    return sorted(v / 1e6 for v in values_ns)
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
-
-
-def _cpu_ticks(pids: str) -> float | None:
-    """CPU seconds used so far by the comma-separated server processes, summed."""
-    total = 0.0
-    try:
-        for pid in pids.split(","):
-            with open(f"/proc/{int(pid)}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, USER_HZ
-    except (OSError, IndexError, ValueError):
-        return None
-    return total
-
-
 def split_calls(n: int, k: int) -> list[range]:
     size, extra = divmod(n, k)
     out, start = [], 0
@@ -813,7 +672,7 @@ def split_calls(n: int, k: int) -> list[range]:
     return out
 
 
-def run(cfg: Config, json_path: str | None, server_pid: str | None) -> int:
+def run(cfg: Config, json_path: str | None, server_pids: Sequence[int] = ()) -> int:
     ctx = mp.get_context("spawn")
     counters = multiprocessing.sharedctypes.RawArray("q", cfg.procs * NFIELDS)
     go = ctx.Event()
@@ -844,7 +703,7 @@ def run(cfg: Config, json_path: str | None, server_pid: str | None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored
     t0 = time.monotonic()
-    srv_cpu0 = _cpu_ticks(server_pid) if server_pid else None
+    srv_cpu0 = cpu_seconds(server_pids)
     for p in procs:
         p.start()
 
@@ -886,7 +745,7 @@ def run(cfg: Config, json_path: str | None, server_pid: str | None) -> int:
                 gen_pct = [(b - a) / 10 / span for a, b in zip(last_gen_ms, gen_ms, strict=True)]
                 peak_gen = [max(a, b) for a, b in zip(peak_gen, gen_pct, strict=True)]
                 cpu = "gen " + "+".join(f"{v:.0f}%" for v in gen_pct)
-                srv_now = _cpu_ticks(server_pid) if server_pid else None
+                srv_now = cpu_seconds(server_pids)
                 if srv_now is not None and last_srv is not None:
                     srv_pct = 100 * (srv_now - last_srv) / span
                     peak_srv = max(peak_srv, srv_pct)
@@ -921,22 +780,25 @@ def run(cfg: Config, json_path: str | None, server_pid: str | None) -> int:
                 if all(not p.is_alive() for p in procs):
                     break
     wall = time.monotonic() - t0
-    srv_cpu1 = _cpu_ticks(server_pid) if server_pid else None
+    srv_cpu1 = cpu_seconds(server_pids)
     for p in procs:
         p.join(timeout=5)
         if p.is_alive():
             p.terminate()
             p.join(timeout=2)
 
-    summary = summarize(cfg, collected, wall, peak_rate, counters)
+    totals = {
+        "started": total(STARTED),
+        "ok": total(OK),
+        "failed": total(FAILED),
+        "recv": total(RECV),
+        "sent": total(SENT),
+        "acked": total(ACKED),
+    }
+    summary = summarize(asdict(cfg), collected, wall, peak_rate, totals)
+    summary["server_pids"] = list(server_pids)
     if srv_cpu0 is not None and srv_cpu1 is not None:
-        summary["server_cpu_s"] = round(srv_cpu1 - srv_cpu0, 2)
-        summary["server_cpu_pct"] = round(100 * (srv_cpu1 - srv_cpu0) / wall, 1)
-        summary["server_cpu_peak_1s_pct"] = round(peak_srv, 1)
-        relayed = summary["signals_relayed"]
-        summary["server_cpu_us_per_signal"] = (
-            round(1e6 * (srv_cpu1 - srv_cpu0) / relayed, 1) if relayed else None
-        )
+        add_server_cpu(summary, srv_cpu1 - srv_cpu0, wall, peak_srv)
     summary["generator_cpu_peak_1s_pct"] = [round(v, 1) for v in peak_gen]
     summary["interrupted"] = interrupted
     print_summary(summary)
@@ -946,136 +808,7 @@ def run(cfg: Config, json_path: str | None, server_pid: str | None) -> int:
     return 0 if summary["calls_failed"] == 0 and not interrupted and not summary["crashes"] else 1
 
 
-def summarize(
-    cfg: Config,
-    collected: dict[int, dict[str, Any]],
-    wall: float,
-    peak_rate: float,
-    counters: Any,
-) -> dict[str, Any]:
-    relay = array.array("q")
-    j2c = array.array("q")
-    errors: Counter[str] = Counter()
-    failures: Counter[str] = Counter()
-    samples: dict[str, str] = {}
-    crashes: list[str] = []
-    first, last, cpu = 0, 0, []
-    for res in collected.values():
-        if "crash" in res:
-            crashes.append(res["crash"])
-            continue
-        relay.frombytes(res["relay_ns"])
-        j2c.frombytes(res["j2c_ns"])
-        errors.update(res["errors"])
-        failures.update(res["failures"])
-        for k, v in res["samples"].items():
-            samples.setdefault(k, v)
-        if res["first_send_ns"] and (first == 0 or res["first_send_ns"] < first):
-            first = res["first_send_ns"]
-        last = max(last, res["last_recv_ns"])
-        cpu.append(round(100 * res["cpu_s"] / max(res["wall_s"], 1e-9), 1))
-
-    def total(field: int) -> int:
-        return sum(counters[j * NFIELDS + field] for j in range(cfg.procs))
-
-    started, ok, failed = total(STARTED), total(OK), total(FAILED)
-    not_run = cfg.calls - started
-    recv = total(RECV)
-    phase = (last - first) / 1e9 if first and last > first else 0.0
-    relay_ms = _ms(relay)
-    j2c_ms = _ms(j2c)
-    lost = started - ok - failed  # workers that crashed or were terminated mid-call
-    return {
-        "config": asdict(cfg),
-        "calls_requested": cfg.calls,
-        "calls_started": started,
-        "calls_ok": ok,
-        "calls_failed": failed + max(0, lost),
-        "calls_not_started": not_run,
-        "failures": dict(failures.most_common()),
-        "failure_samples": samples,
-        "errors": dict(errors.most_common()),
-        "signals_sent": total(SENT),
-        "signals_acked_ok": total(ACKED),
-        "signals_relayed": recv,
-        "signalling_phase_s": round(phase, 3),
-        "signals_per_s": round(recv / phase, 1) if phase else None,
-        "peak_signals_per_s_1s": round(peak_rate, 1),
-        "relay_latency_ms": {
-            "n": len(relay_ms),
-            "p50": percentile(relay_ms, 50),
-            "p90": percentile(relay_ms, 90),
-            "p99": percentile(relay_ms, 99),
-            "max": relay_ms[-1] if relay_ms else None,
-        },
-        "join_to_countdown_ms": {
-            "n": len(j2c_ms),
-            "p50": percentile(j2c_ms, 50),
-            "p99": percentile(j2c_ms, 99),
-            "max": j2c_ms[-1] if j2c_ms else None,
-        },
-        "wall_s": round(wall, 2),
-        "generator_cpu_pct_per_proc": cpu,
-        "crashes": crashes,
-    }
-
-
-def print_summary(s: dict[str, Any]) -> None:
-    cfg = s["config"]
-    rl, jc = s["relay_latency_ms"], s["join_to_countdown_ms"]
-    target = cfg["url"] + ("" if cfg["rest"] else " (no REST)")
-    mode = cfg["mode"]
-    if mode == "steady":
-        mode += f" {cfg['rate']}/s cap {cfg['max_concurrent']}"
-    calls = f"ok {s['calls_ok']}  failed {s['calls_failed']}  not started {s['calls_not_started']}"
-    signals = (
-        f"relayed {s['signals_relayed']}  sent {s['signals_sent']}"
-        f"  acked ok {s['signals_acked_ok']}"
-    )
-    rate = (
-        f"{_fmt(s['signals_per_s'])} over {s['signalling_phase_s']} s of signalling"
-        f" (peak 1 s window {s['peak_signals_per_s_1s']:.0f})"
-    )
-    latency = (
-        f"p50 {_fmt(rl['p50'])}  p90 {_fmt(rl['p90'])}  p99 {_fmt(rl['p99'])}"
-        f"  max {_fmt(rl['max'])} ms  (n={rl['n']})"
-    )
-    j2c = f"p50 {_fmt(jc['p50'])}  p99 {_fmt(jc['p99'])}  max {_fmt(jc['max'])} ms  (n={jc['n']})"
-    head = f"loadgen: {mode}, {cfg['calls']} calls, {cfg['procs']} proc(s) -> {target}"
-    rows = [
-        ("calls", calls),
-        ("signals", signals),
-        ("signals/s", rate),
-        ("relay latency", latency),
-        ("join->countdown", j2c),
-        ("wall time", f"{s['wall_s']} s"),
-        (
-            "generator CPU",
-            f"{s['generator_cpu_pct_per_proc']} % per worker process over the run,"
-            f" peak 1 s {s['generator_cpu_peak_1s_pct']} %",
-        ),
-    ]
-    lines = [head] + [f"  {k:<16} {v}" for k, v in rows]
-    if "server_cpu_pct" in s:
-        lines.append(
-            f"  server CPU       {s['server_cpu_pct']} % of one core over the run"
-            f" ({s['server_cpu_s']} s), peak 1 s {s['server_cpu_peak_1s_pct']} %,"
-            f" {_fmt(s['server_cpu_us_per_signal'])} us per relayed signal (all work)"
-        )
-    if s["failures"]:
-        lines.append(
-            "  failures         " + ", ".join(f"{k} {v}" for k, v in s["failures"].items())
-        )
-        for k, v in s["failure_samples"].items():
-            lines.append(f"    {k}: {v}")
-    if s["errors"]:
-        lines.append("  errors           " + ", ".join(f"{k} {v}" for k, v in s["errors"].items()))
-    for c in s["crashes"]:
-        lines.append(f"  worker crashed   {c}")
-    print("\n".join(lines), flush=True)
-
-
-def parse_args(argv: list[str] | None) -> tuple[Config, str | None, str | None]:
+def parse_args(argv: list[str] | None) -> tuple[Config, str | None, list[int]]:
     ap = argparse.ArgumentParser(
         description="Call load generator (see bench/README.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -1098,7 +831,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None, str | None]:
     ap.add_argument(
         "--user-format",
         default="u{call}{side}",
-        help="user id template; fields {call} (index), {side} (a|b), {n} (2*call+0|1)",
+        help="user id template; fields {call} (index), {side} (a|b), {n} (2*call+0|1);"
+        " digits only (e.g. '7{n:06d}') for servers with numeric user ids such as the Node"
+        " reference (the JWT sub stays a string, as the contract says)",
     )
     ap.add_argument("--schedule-ahead", type=float, default=5.0, help="scheduled_at = now + S")
     ap.add_argument("--connect-timeout", type=float, default=10.0)
@@ -1111,7 +846,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None, str | None]:
     ap.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     ap.add_argument(
         "--server-pid",
-        help="report these processes' CPU use, summed (Linux; comma-separated pids)",
+        action="append",
+        help="report these processes' CPU use, summed (Linux; comma- or space-separated"
+        " pids, or the option repeated)",
+    )
+    ap.add_argument(
+        "--no-call-id-query",
+        action="store_true",
+        help="do not put ?call_id=<id> in the Socket.IO handshake URL",
     )
     ap.add_argument(
         "--url-b",
@@ -1134,6 +876,16 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None, str | None]:
     ):
         if getattr(a, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be > 0")
+    try:
+        ids = {user_id(a.user_format, c, side) for c in (0, 1) for side in "ab"}
+    except (KeyError, IndexError, ValueError) as exc:
+        ap.error(f"--user-format {a.user_format!r}: {exc!r}")
+    if len(ids) != 4:
+        ap.error("--user-format must give each call's two users distinct ids per call")
+    try:
+        server_pids = parse_pids(a.server_pid)
+    except ValueError:
+        ap.error(f"--server-pid: not a list of pids: {a.server_pid!r}")
     procs = min(a.procs, a.calls)
     cfg = Config(
         url=a.url.rstrip("/"),
@@ -1157,13 +909,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str | None, str | None]:
         barrier_timeout=a.barrier_timeout,
         max_time=a.max_time,
         connect_concurrency=a.connect_concurrency,
+        call_id_query=not a.no_call_id_query,
     )
-    return cfg, a.json, a.server_pid
+    return cfg, a.json, server_pids
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, json_path, server_pid = parse_args(argv)
-    return run(cfg, json_path, server_pid)
+    cfg, json_path, server_pids = parse_args(argv)
+    return run(cfg, json_path, server_pids)
 
 
 if __name__ == "__main__":
