@@ -69,9 +69,12 @@ def in_order(rules: list[Decision]) -> Decision:
 class WriteBehind:
     """Ordered, per-call persistence of decisions already acted on."""
 
-    def __init__(self, calls: CallStore, written: Written) -> None:
+    def __init__(self, calls: CallStore, written: Written, max_writers: int = 4) -> None:
         self._calls = calls
         self._written = written
+        # Fewer writers than the database pool has connections: REST and
+        # first joins still get one, and what waits here coalesces.
+        self._writers = asyncio.Semaphore(max_writers)
         self._queued: dict[int, list[tuple[Decision, str]]] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
 
@@ -104,14 +107,21 @@ class WriteBehind:
 
     async def _work(self, call_id: int) -> None:
         try:
-            while batch := self._queued.pop(call_id, None):
-                await self._write(call_id, batch)
+            while True:
+                async with self._writers:
+                    batch = self._queued.pop(call_id, None)
+                    if not batch:
+                        return
+                    before, after = await self._write(call_id, batch)
+                await self._tell(call_id, batch, before, after)
         finally:
             del self._workers[call_id]
 
-    async def _write(self, call_id: int, batch: list[tuple[Decision, str]]) -> None:
+    async def _write(
+        self, call_id: int, batch: list[tuple[Decision, str]]
+    ) -> tuple[CallRecord | None, CallRecord | None]:
         decide = batch[0][0] if len(batch) == 1 else in_order([rule for rule, _ in batch])
-        cause = ", ".join(cause for _, cause in batch)
+        cause = _causes(batch)
         before: CallRecord | None = None
         after: CallRecord | None = None
         try:
@@ -131,13 +141,26 @@ class WriteBehind:
                 call_id,
                 extra={"event": "writeback.failed", "call_id": call_id, "cause": cause},
             )
-            before = after = None  # nothing known: the database timers repair it
+            return None, None  # nothing known: the database timers repair it
+        return before, after
+
+    async def _tell(
+        self,
+        call_id: int,
+        batch: list[tuple[Decision, str]],
+        before: CallRecord | None,
+        after: CallRecord | None,
+    ) -> None:
         try:
             await self._written(call_id, before, after)
         except Exception:
             logger.exception(
                 "after persisting %s of call %s",
-                cause,
+                _causes(batch),
                 call_id,
-                extra={"event": "writeback.after_failed", "call_id": call_id},
+                extra={"event": "writeback.after_failed", "call_id": call_id, "batch": len(batch)},
             )
+
+
+def _causes(batch: list[tuple[Decision, str]]) -> str:
+    return ", ".join(cause for _, cause in batch)
