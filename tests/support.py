@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -121,18 +122,25 @@ def serve_in_child(settings: Settings, env: dict[str, str]) -> Iterator[subproce
     """The real CLI in a child process (for restarts and kills); ``env`` holds
     the SIGNALING_* variables, as an operator would set them."""
     child_env = {**os.environ, **env, "SIGNALING_PORT": str(settings.port)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "serve"],
-        cwd=REPO,
-        env=child_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(settings.port, proc)
-        yield proc
-    finally:
-        stop_process(proc)
+    # Its log goes to a file, never to a pipe nobody reads: a full pipe would
+    # block the server's loop on its next log line.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "signaling", "serve"],
+            cwd=REPO,
+            env=child_env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            wait_for_port(settings.port, proc)
+            yield proc
+        finally:
+            stop_process(proc)
+            log.seek(0)
+            tail = log.read().decode(errors="replace").splitlines()[-40:]
+            # Shown by pytest when the test fails.
+            print(f"--- server pid {proc.pid} exited {proc.returncode} ---", *tail, sep="\n")
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:

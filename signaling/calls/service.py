@@ -290,8 +290,8 @@ class CallService:
         call = await self._participant_call(user_id, call_id)
         if call.state is CallState.SCHEDULED and utcnow() < call.opens_at:
             raise ApiError("too_early", f"the join window opens at {iso(call.opens_at)}")
-        if call.id not in self._held and due_change(call, utcnow()) is not None:
-            call = await self._fire(call_id) or call  # the timers are behind: catch up
+        if call.id not in self._held:
+            call = await self._catch_up(call)
         self._raise_if_over(call)
         # Before entering presence: a media server that fails leaves nothing changed.
         try:
@@ -568,6 +568,30 @@ class CallService:
         self._writer.submit(call.id, lambda c: presence_state(c, present), cause)
         self._log_held(call, after.state, cause)
         return after
+
+    async def _catch_up(self, call: CallRecord) -> CallRecord:
+        """A call this process does not run: apply what is due before a join."""
+        now = utcnow()
+        if call.state is CallState.COUNTDOWN and call.live_at is not None and call.live_at <= now:
+            # Its countdown ran out where it was running (that process may be
+            # gone before writing it): its users were told `live`, and the
+            # instants stand. Only a database timer that meets it with nobody
+            # back in it cuts it short.
+            _, after = await self._calls.update(
+                call.id,
+                lambda c: (
+                    CallChanges(state=CallState.LIVE, started_at=c.live_at)
+                    if c.state is CallState.COUNTDOWN
+                    else None
+                ),
+                cause="joined after the countdown ran out",
+            )
+            if after is not None:
+                self._arm(after)
+            call = after or await self._calls.get(call.id) or call
+        if due_change(call, now) is not None:
+            call = await self._fire(call.id) or call  # the timers are behind
+        return call
 
     async def _adopt_live(self, call: CallRecord) -> None:
         """A user (re)joined a live call that no live process runs (after a

@@ -170,6 +170,9 @@ async def test_a_server_killed_mid_call_still_ends_it_at_the_original_limit(
         live = await _go_live(alice, bob, call_id)
         ends_at = parse_time(live["ends_at"])
         live_at = ends_at - timedelta(seconds=settings.limit_s)
+        # `live` is written just after it is sent: a kill in those
+        # milliseconds would leave the countdown, which a restart cuts short.
+        await _until(lambda: _call_stored_state(settings, call_id) == "live", "live written")
 
         first.kill()
         await _until(

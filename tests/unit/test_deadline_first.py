@@ -311,3 +311,26 @@ def test_joined_connections_keep_a_successor_when_the_replaced_one_goes() -> Non
     assert joined.sid_of(7, "alice") == "new"
     joined.drop_call(7)
     assert joined.get("new") is None and joined.sid_of(7, "bob") is None
+
+
+async def test_a_join_after_a_countdown_ran_out_elsewhere_finds_the_call_live(
+    harness: Harness,
+) -> None:
+    # The process that ran the countdown died just after sending `live`,
+    # before writing it: the instants it wrote stand for whoever comes back.
+    from persistence.models import utcnow
+    from tests.contract.states import drive_to
+
+    call = await harness.schedule()
+    live_at = utcnow() - ms(0.05)
+    await drive_to(
+        harness.stores.calls, call, CallState.COUNTDOWN, live_at=live_at, ends_at=live_at + ms(1)
+    )
+    ack = await harness.join("b2", "bob", call.id)
+    assert ack["call"]["state"] == "live"
+    assert ack["ends_at"] is not None
+    stored = await harness.call(call.id)
+    assert (stored.state, stored.started_at) == (CallState.LIVE, live_at)
+    # ... and its end runs on this process's clock.
+    ended = await harness.outbox.wait_for("b2", "ended")
+    assert ended[0].payload == {"call_id": call.id, "reason": "time_limit"}
