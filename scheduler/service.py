@@ -104,8 +104,15 @@ class CallTimers:
             return
         run_at = deadline
         if call.state in IN_CALL_STATES:
-            # The process running the call meets this instant on its own
-            # clock; this job is the takeover if that process is gone.
+            if changed:
+                # This process runs the call's clock: a job here could only
+                # take over from itself. The others arm theirs (announced).
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(f"call:{call.id}")
+                self._armed.pop(call.id, None)
+                return
+            # Another process meets this instant on its own clock; this job
+            # is the takeover if that process is gone.
             run_at = deadline + self._takeover
         self._schedule(call.id, run_at, deadline)
 

@@ -599,6 +599,8 @@ class CallService:
         if call.id in self._clocked or call.ends_at is None:
             return
         if self._claims is not None and await self._claims.held_elsewhere(call.id):
+            if self.timers is not None:
+                self.timers.arm(call, changed=False)  # a takeover, should that one be dead
             return
         ends_at = call.ends_at
         self._run_clock(call.id, ends_at, "ended", lambda: self._end_on_time(call.id, ends_at))
