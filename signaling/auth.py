@@ -18,7 +18,10 @@ class TokenVerifier:
         self._secret = secret
 
     def user_id(self, token: object) -> str:
-        if not isinstance(token, str) or not token or len(token) > 4096:
+        # A JWT is ASCII (base64url and dots); anything else, a lone surrogate
+        # or an undecodable header byte included, is refused before PyJWT,
+        # which would raise on encoding it.
+        if not isinstance(token, str) or not token or len(token) > 4096 or not token.isascii():
             raise unauthorized()
         try:
             claims = jwt.decode(

@@ -45,7 +45,11 @@ async def openvidu_webhook(request: web.Request) -> web.Response:
         return _refuse(request, "not_found", "the OpenVidu media backend is off", 404)
     secret = request.app[SETTINGS].openvidu_webhook_secret
     given = request.headers.get(SECRET_HEADER, "")
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+    # surrogatepass: a header byte that is not UTF-8 arrives as a lone
+    # surrogate; encoded this way it compares (unequal) instead of raising.
+    if not secret or not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass")
+    ):
         logger.warning(
             "OpenVidu webhook refused: %s",
             "no secret" if not given else "wrong secret",
