@@ -50,6 +50,10 @@ class Settings:
     takeover_s: float = 0.25
     signal_queue_max: int = 64
     log_level: str = "INFO"
+    #: permessage-deflate on websockets (off: it costs two zlib contexts per socket)
+    ws_deflate: bool = False
+    #: an Engine.IO connection outside every authenticated namespace this long is closed
+    auth_timeout_s: float = 10.0
     #: users who may add questions to the icebreaker bank
     admin_ids: frozenset[str] = frozenset()
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -142,6 +146,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "NOTIFY_BEFORE_S": "notify_before_s",
         "JOIN_GRACE_S": "join_grace_s",
         "SWEEP_INTERVAL_S": "sweep_interval_s",
+        "AUTH_TIMEOUT_S": "auth_timeout_s",
         "TAKEOVER_S": "takeover_s",
     }
     for var, attr in number_settings.items():
@@ -154,6 +159,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         values["signal_queue_max"] = _integer("SIGNAL_QUEUE_MAX", raw, minimum=1, maximum=10_000)
     if raw := get("DEV"):
         values["dev"] = _bool("DEV", raw)
+    if raw := get("WS_DEFLATE"):
+        values["ws_deflate"] = _bool("WS_DEFLATE", raw)
     if raw := get("CORS_ORIGINS"):
         values["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
     if raw := get("MEDIA"):
@@ -177,6 +184,8 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"{PREFIX}TAKEOVER_S must not be negative")
     if settings.sweep_interval_s <= 0:
         raise ConfigError(f"{PREFIX}SWEEP_INTERVAL_S must be positive")
+    if settings.auth_timeout_s <= 0:
+        raise ConfigError(f"{PREFIX}AUTH_TIMEOUT_S must be positive")
     if settings.message_store_url and not settings.message_store_url.startswith(
         ("mongodb://", "mongodb+srv://")
     ):
