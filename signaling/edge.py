@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
+from aiohttp import HttpVersion11, web
+from engineio.payload import Payload
 from pydantic import ValidationError
 from socketio import packet
 
+from signaling.engineio_fence import (
+    POLLING_BODY,
+    close_now,
+    install,
+    is_engineio_text,
+    release_poll,
+)
 from signaling.errors import ApiError, error_body, validation_message
+from signaling.http import fail
 from signaling.metrics import Metrics
+from signaling.socketio_fence import FencedServer, RefusalKind
 
 logger = logging.getLogger(__name__)
 
@@ -25,18 +37,168 @@ _LIFECYCLE = frozenset({"connect", "disconnect"})
 _RESERVED = frozenset({*_LIFECYCLE, "connect_error"})
 
 
-class GuardedServer(socketio.AsyncServer):
-    """python-socketio's server, refusing client events with reserved names."""
+class GuardedServer(FencedServer):
+    """python-socketio's server with this project's rules at the edge.
 
-    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
-        if data and isinstance(data[0], str) and data[0] in _RESERVED:
-            if id is not None:
-                ack = error_body("invalid", f"{data[0]!r} is a reserved event name")
-                await self._send_packet(
-                    eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=[ack])
-                )
+    - Namespaces: only the registered ones (``/call``, ``/chat``) accept
+      connections. Any other, ``/`` included, is refused like a bad token
+      (``unauthorized``) without a valid one, and as ``not_found`` with one.
+    - An Engine.IO connection that is not in an authenticated namespace within
+      ``auth_timeout_s`` of opening (or of leaving its last one) is closed.
+    - Packets: no binary events or attachments (nothing is buffered), reserved
+      event names are refused, and a packet that is not Socket.IO closes its
+      connection; each of these gets an ``invalid`` ack when it carries an ack
+      id the server can read.
+    - HTTP: a long-polling upload over ``max_http_buffer_size`` gets 413 at
+      once and closes its session; one that is not Engine.IO text gets 400.
+    - Websockets negotiate permessage-deflate only when ``ws_deflate``.
+    """
+
+    def __init__(
+        self,
+        *,
+        authenticate: Callable[[Any], str] | None = None,
+        auth_timeout_s: float = 10.0,
+        ws_deflate: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("engineio_logger", _EngineIOLog(logging.getLogger("engineio.server")))
+        super().__init__(namespaces="*", **kwargs)
+        install(self.eio, deflate=ws_deflate)
+        self.auth_timeout_s = auth_timeout_s
+        self._closing: set[asyncio.Task[bool]] = set()
+        self.register_namespace(UnknownNamespace(authenticate))
+
+    # ------------------------------------------------------------------ HTTP
+
+    def attach(self, app: web.Application, socketio_path: str = "socket.io") -> None:
+        path = f"/{socketio_path.strip('/')}/"
+        app.router.add_route("GET", path, self.handle_http)
+        app.router.add_route("POST", path, self.handle_http, expect_handler=self._expect_upload)
+        app.router.add_route("OPTIONS", path, self.handle_http)
+
+    async def handle_http(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            refused = await self._read_upload(request)
+            if refused is not None:
+                return refused
+        response: web.StreamResponse = await self.handle_request(request)
+        return response
+
+    async def _expect_upload(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse an announced oversized upload before
+        the client sends it; otherwise what aiohttp does by default."""
+        if (request.content_length or 0) > self.eio.max_http_buffer_size:
+            return await self._upload_too_large(request)
+        if request.version == HttpVersion11:
+            if request.headers.get("Expect", "").lower() != "100-continue":
+                raise web.HTTPExpectationFailed(text="Unknown Expect")
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        return None
+
+    async def _read_upload(self, request: web.Request) -> web.StreamResponse | None:
+        """Read a long-polling upload, at most ``max_http_buffer_size`` bytes,
+        and check that it is Engine.IO text; the body goes on to python-engineio
+        from memory. A refusal is the response to send."""
+        limit = self.eio.max_http_buffer_size
+        if (request.content_length or 0) > limit:
+            return await self._upload_too_large(request)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                return await self._upload_too_large(request)
+        problem = _polling_problem(bytes(body))
+        if problem is not None:
+            await self._close_session(request, "upload refused: " + problem)
+            return fail("invalid", problem, 400)
+        request[POLLING_BODY] = bytes(body)
+        return None
+
+    async def _upload_too_large(self, request: web.Request) -> web.StreamResponse:
+        limit = self.eio.max_http_buffer_size
+        await self._close_session(request, "upload over the limit")
+        response = fail("invalid", f"message larger than {limit} bytes", 413)
+        response.force_close()
+        # Sent now, then the connection closes: the rest of the upload is never
+        # read (aiohttp would otherwise read and drop it for up to 10 s).
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+        return response
+
+    async def _close_session(self, request: web.Request, why: str) -> None:
+        sid = request.query.get("sid")
+        if sid and await close_now(self.eio, sid):
+            logger.info("connection closed: %s", why, extra={"event": "socket.refused", "why": why})
+
+    # ---------------------------------------------------------- connections
+
+    def engineio_connected(self, eio_sid: str) -> None:
+        self.expect_namespace(eio_sid)
+
+    def engineio_disconnected(self, eio_sid: str, reason: str) -> None:
+        if reason == self.reason.CLIENT_DISCONNECT:
+            release_poll(self.eio, eio_sid)
+
+    def expect_namespace(self, eio_sid: str) -> None:
+        """Close ``eio_sid`` unless it is in a namespace ``auth_timeout_s`` from now."""
+        asyncio.get_running_loop().call_later(self.auth_timeout_s, self._close_if_outside, eio_sid)
+
+    def _close_if_outside(self, eio_sid: str) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed or socket.closing or self._in_a_namespace(eio_sid):
             return
-        await super()._handle_event(eio_sid, namespace, id, data)
+        logger.info(
+            "connection closed: no namespace within %ss",
+            self.auth_timeout_s,
+            extra={"event": "socket.auth_timeout"},
+        )
+        task = asyncio.ensure_future(close_now(self.eio, eio_sid))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _in_a_namespace(self, eio_sid: str) -> bool:
+        manager = self.manager
+        return any(
+            self._connected_to(eio_sid, namespace) for namespace in list(manager.get_namespaces())
+        )
+
+    def _connected_to(self, eio_sid: str, namespace: str) -> bool:
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        return sid is not None and bool(self.manager.is_connected(sid, namespace))
+
+    # --------------------------------------------------------------- packets
+
+    def event_refusal(self, data: list[Any]) -> str | None:
+        name = data[0]
+        if not isinstance(name, str):
+            return "an event name is a string"
+        if name in _RESERVED:
+            return f"{name!r} is a reserved event name"
+        return None
+
+    async def refuse_packet(
+        self,
+        eio_sid: str,
+        kind: RefusalKind,
+        namespace: str | None,
+        ack_id: int | None,
+        message: str,
+    ) -> None:
+        if ack_id is not None and namespace is not None and self._connected_to(eio_sid, namespace):
+            ack = error_body("invalid", message)
+            await self.send_socketio_packet(
+                eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=ack_id, data=[ack])
+            )
+        elif kind in ("malformed", "unexpected") and await close_now(self.eio, eio_sid):
+            # Not Socket.IO, and nothing to answer: the reference server closes
+            # the connection on a parse error, and so does this one.
+            logger.info(
+                "connection closed: %s", message, extra={"event": "socket.refused", "why": message}
+            )
+        # else: binary without an ack id, or a refused event without one: dropped
 
     async def emit_to_sid(self, sid: str, event: str, payload: Any, namespace: str) -> None:
         """``emit(event, payload, to=sid)`` without the room machinery.
@@ -52,12 +214,62 @@ class GuardedServer(socketio.AsyncServer):
             await self.emit(event, payload, to=sid, namespace=namespace)
             return
         # binary=False: payloads here come from JSON, so they have no bytes.
-        await self._send_packet(
+        await self.send_socketio_packet(
             eio_sid,
             self.packet_class(
                 packet.EVENT, namespace=namespace, data=[event, payload], binary=False
             ),
         )
+
+
+class UnknownNamespace(socketio.AsyncNamespace):
+    """Every namespace without a handler of its own (python-socketio's
+    catch-all ``*``): a connection is refused, ``unauthorized`` first so a
+    caller without a token learns nothing, ``not_found`` otherwise (without
+    ``authenticate``, always ``unauthorized``)."""
+
+    def __init__(self, authenticate: Callable[[Any], str] | None) -> None:
+        super().__init__("*")
+        self._authenticate = authenticate
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event != "connect":
+            return None
+        namespace, auth = args[0], args[3] if len(args) > 3 else None
+        if self._authenticate is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unauthorized", {"code": "unauthorized", "message": "no such namespace"}
+            )
+        self._authenticate(auth)  # raises ConnectionRefusedError("unauthorized", ...)
+        raise socketio.exceptions.ConnectionRefusedError(
+            "not_found",
+            {"code": "not_found", "message": f"no namespace {str(namespace)[:64]!r}"},
+        )
+
+
+class _EngineIOLog(logging.LoggerAdapter[logging.Logger]):
+    """python-engineio's logger, with its ``error`` lines (a client's bad
+    request: unknown session, origin, transport; logged once) as warnings.
+    Its ``exception`` lines, which are the server's own failures, stay errors."""
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.warning(msg, *args, **kwargs)
+
+
+def _polling_problem(body: bytes) -> str | None:
+    """What is wrong with a long-polling upload for python-engineio, if anything."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    if not text:
+        return None
+    packets = text.split("\x1e")
+    if len(packets) > Payload.max_decode_packets:
+        return f"more than {Payload.max_decode_packets} packets"
+    if not all(is_engineio_text(p) for p in packets):
+        return "not Engine.IO packets"
+    return None
 
 
 def user_room(user_id: str) -> str:
@@ -100,6 +312,13 @@ class GuardedNamespace(socketio.AsyncNamespace):
         self._metrics.connections.labels(self.namespace).inc()
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        server = self.server
+        if isinstance(server, GuardedServer):
+            # Its connection may stay open without a namespace: give it the
+            # same time as a new one to join one again.
+            eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
+            if eio_sid is not None:
+                server.expect_namespace(eio_sid)
         if self._users.pop(sid, None) is not None:
             self._metrics.connections.labels(self.namespace).dec()
             await self.disconnected(sid)

@@ -1,0 +1,144 @@
+"""The one module that touches python-engineio's private names.
+
+python-engineio has no public way to choose how its aiohttp driver makes a
+websocket or reads a long-polling upload, so this module swaps two entries of
+the server's driver table (``AsyncServer._async``) for subclasses of its own:
+
+- ``websocket``: the same driver with ``compress`` chosen by us (aiohttp's
+  ``WebSocketResponse`` negotiates permessage-deflate by default: two zlib
+  contexts, about 124 KB, per idle socket), and which ends a connection on a
+  text frame that is not an Engine.IO packet (the library would log a
+  traceback or let an exception escape into aiohttp);
+- ``translate_request``: the same environ, but a long-polling upload that the
+  edge has already read and checked (``POLLING_BODY``) is handed over from
+  memory.
+
+``close_now`` closes one connection without waiting for its client (the
+library's ``disconnect`` waits until a long-polling client fetches the close
+packet, forever if it never does); ``release_poll`` answers the pending
+long-polling request of a connection its client closed (the library leaves it
+waiting for the next ping, 25 s, which is how long python-socketio's polling
+client then takes to disconnect).
+
+Every name used here is pinned by ``tests/unit/test_fences.py``: an upgrade of
+python-engineio that changes them fails those tests, not production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import engineio
+from aiohttp import web
+from engineio.async_drivers import aiohttp as aiohttp_driver
+
+#: A long-polling upload read and checked by the edge, for ``translate_request``.
+POLLING_BODY = web.RequestKey("giftcall_polling_body", bytes)
+
+_TYPES = "0123456"  # Engine.IO packet types: open, close, ping, pong, message, upgrade, noop
+_MESSAGE = "4"
+#: The longest non-message packet a client sends is ``2probe``.
+_MAX_CONTROL_PACKET = 16
+
+
+def is_engineio_text(text: str) -> bool:
+    """Whether a text packet from a client is one python-engineio decodes
+    safely: a known type, a message carrying a Socket.IO packet (which starts
+    with its own type digit), or a short control packet. Anything else makes
+    the library raise (an unknown type, an empty packet) or parse JSON it does
+    not need (a message or a control packet with a JSON body, nested deep)."""
+    if not text or text[0] not in _TYPES:
+        return False
+    if text[0] == _MESSAGE:
+        return len(text) > 1 and text[1] in _TYPES
+    return len(text) <= _MAX_CONTROL_PACKET
+
+
+class _WebSocket(aiohttp_driver.WebSocket):
+    """The aiohttp driver's websocket without permessage-deflate."""
+
+    compress = False
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        # The library's __call__ with compress= added (pinned by the fence tests).
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=self.compress
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+    async def wait(self) -> str | bytes:
+        data: str | bytes = await super().wait()
+        if isinstance(data, str) and not is_engineio_text(data):
+            # The library's websocket loop ends the connection on OSError.
+            raise OSError("not an Engine.IO packet")
+        return data
+
+
+class _DeflateWebSocket(_WebSocket):
+    """The same, negotiating permessage-deflate when the client offers it."""
+
+    compress = True
+
+
+class _Body:
+    """``wsgi.input`` for an upload that was already read."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self, length: int = -1) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+def _translate_request(request: web.Request) -> dict[str, Any]:
+    environ: dict[str, Any] = aiohttp_driver.translate_request(request)
+    body = request.get(POLLING_BODY)
+    if body is not None:
+        environ["wsgi.input"] = _Body(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+    return environ
+
+
+def install(eio: engineio.AsyncServer, *, deflate: bool) -> None:
+    """Give ``eio`` (aiohttp mode) the drivers above."""
+    drivers: dict[str, Any] = eio._async
+    if (
+        drivers.get("websocket") is not aiohttp_driver.WebSocket
+        or drivers.get("translate_request") is not aiohttp_driver.translate_request
+    ):
+        raise RuntimeError(
+            "python-engineio's aiohttp driver table changed: see signaling/engineio_fence.py"
+        )
+    # A copy: the driver module's table is shared by every server of the process.
+    eio._async = {
+        **drivers,
+        "websocket": _DeflateWebSocket if deflate else _WebSocket,
+        "translate_request": _translate_request,
+    }
+
+
+async def close_now(eio: engineio.AsyncServer, sid: str) -> bool:
+    """Close Engine.IO connection ``sid`` without waiting for its client:
+    the close packet is queued, then the end of the queue, so a websocket's
+    writer sends it and closes the transport, and a pending long-polling
+    request returns it. False if it was already closed or closing."""
+    socket = eio.sockets.get(sid)
+    if socket is None or socket.closed or socket.closing:
+        return False
+    await socket.close(wait=False, abort=False, reason=eio.reason.SERVER_DISCONNECT)
+    await socket.queue.put(None)
+    eio.sockets.pop(sid, None)
+    return True
+
+
+def release_poll(eio: engineio.AsyncServer, sid: str) -> None:
+    """End the pending long-polling request (if any) of ``sid``, which its
+    client just closed: the end of the queue makes it return at once."""
+    socket = eio.sockets.get(sid)
+    if socket is not None and not socket.upgraded:
+        socket.queue.put_nowait(None)

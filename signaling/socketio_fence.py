@@ -1,0 +1,129 @@
+"""The one module that touches python-socketio's private names.
+
+``FencedServer`` is python-socketio's ``AsyncServer`` with the decoding and
+dispatch of client packets (``_handle_eio_message``) done here, so that no
+client packet can make the library raise (a traceback in the log, no answer)
+or keep data for later (binary attachments, buffered until their count is
+reached), and with public hooks for the policy, which lives in
+``signaling.edge``:
+
+- ``event_refusal(data)``: a reason to answer an event with an error instead
+  of handling it;
+- ``refuse_packet(eio_sid, kind, namespace, ack_id, message)``: a packet that
+  is not handled (binary, malformed, unexpected);
+- ``engineio_connected(eio_sid)`` / ``engineio_disconnected(eio_sid, reason)``:
+  an Engine.IO connection opened / closed (after the namespaces' handlers);
+- ``send_socketio_packet(eio_sid, pkt)``: one packet to one connection.
+
+Every private name used here is pinned by ``tests/unit/test_fences.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import socketio
+from socketio import packet
+
+#: binary: a binary event, ack or attachment; malformed: not a Socket.IO packet
+#: (or an event that is not ``[name, ...]``); refused: an event that
+#: ``event_refusal`` refuses; unexpected: a packet type clients do not send.
+RefusalKind = Literal["binary", "malformed", "refused", "unexpected"]
+
+#: The namespace and ack id of an event packet that does not decode.
+_EVENT_HEADER = re.compile(r"[25](?:\d{1,10}-)?(?:(/[^,]*),)?(\d{1,15})(?!\d)")
+
+
+def event_header(text: str) -> tuple[str | None, int | None]:
+    """The namespace and ack id at the start of an undecodable event packet."""
+    found = _EVENT_HEADER.match(text)
+    if found is None:
+        return None, None
+    namespace = found.group(1)
+    if namespace is not None:
+        namespace = namespace.split("?", 1)[0]
+    return namespace or "/", int(found.group(2))
+
+
+class FencedServer(socketio.AsyncServer):
+    """python-socketio's server, decoding and dispatching client packets itself."""
+
+    # ---------------------------------------------------------------- hooks
+
+    def event_refusal(self, data: list[Any]) -> str | None:
+        """Why the event ``data`` (``[name, *args]``) is refused; None handles it."""
+        return None
+
+    async def refuse_packet(
+        self,
+        eio_sid: str,
+        kind: RefusalKind,
+        namespace: str | None,
+        ack_id: int | None,
+        message: str,
+    ) -> None:
+        """A packet that is not handled; ``ack_id`` is its ack id, if it has one."""
+
+    def engineio_connected(self, eio_sid: str) -> None:
+        """A new Engine.IO connection (no namespace connected yet)."""
+
+    def engineio_disconnected(self, eio_sid: str, reason: str) -> None:
+        """An Engine.IO connection closed, for ``reason`` (``self.reason``)."""
+
+    async def send_socketio_packet(self, eio_sid: str, pkt: packet.Packet) -> None:
+        """Encode ``pkt`` and queue it on Engine.IO connection ``eio_sid``."""
+        await self._send_packet(eio_sid, pkt)
+
+    # ------------------------------------------------ python-socketio's own
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        self.engineio_connected(eio_sid)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        self.engineio_disconnected(eio_sid, reason)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """Replaces the library's: the same dispatch, without binary packets
+        (refused: nothing is buffered) and without raising on bad input."""
+        if not isinstance(data, str):
+            # bytes: a binary attachment; anything else: Engine.IO decoded JSON
+            kind: RefusalKind = "binary" if isinstance(data, bytes) else "malformed"
+            await self.refuse_packet(eio_sid, kind, None, None, "not a Socket.IO packet")
+            return
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception:  # bad JSON, bad framing, too deep: nothing of it is used
+            namespace, ack_id = event_header(data)
+            await self.refuse_packet(
+                eio_sid, "malformed", namespace, ack_id, "malformed Socket.IO packet"
+            )
+            return
+        kind_of = pkt.packet_type
+        if kind_of == packet.EVENT:
+            namespace = pkt.namespace or "/"
+            if not isinstance(pkt.data, list) or not pkt.data:
+                await self.refuse_packet(
+                    eio_sid, "malformed", namespace, pkt.id, "an event is [name, payload]"
+                )
+            elif (refusal := self.event_refusal(pkt.data)) is not None:
+                await self.refuse_packet(eio_sid, "refused", namespace, pkt.id, refusal)
+            else:
+                await self._handle_event(eio_sid, namespace, pkt.id, pkt.data)
+        elif kind_of == packet.ACK:
+            await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        elif kind_of == packet.CONNECT:
+            await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+        elif kind_of == packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
+        elif kind_of in (packet.BINARY_EVENT, packet.BINARY_ACK):
+            ack_id = pkt.id if kind_of == packet.BINARY_EVENT else None
+            await self.refuse_packet(
+                eio_sid, "binary", pkt.namespace or "/", ack_id, "binary payloads are not accepted"
+            )
+        else:  # CONNECT_ERROR comes from servers only; or an unknown type
+            await self.refuse_packet(
+                eio_sid, "unexpected", pkt.namespace or "/", None, "unexpected packet type"
+            )

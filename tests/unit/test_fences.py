@@ -1,0 +1,201 @@
+"""Guards of the two fence modules, the only users of library private names.
+
+``signaling/engineio_fence.py`` (python-engineio) and
+``signaling/socketio_fence.py`` (python-socketio) rely on names and behaviour
+the libraries do not promise to keep. Each test here pins one of them: after an
+upgrade that changes it, the test fails and says what to re-read, instead of a
+server that silently stops refusing binary packets or starts negotiating
+permessage-deflate again. The behaviour itself is tested against real servers
+(tests/functional/test_deflate.py, test_hostile.py, test_fences.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import engineio
+import pytest
+import socketio
+from engineio import async_server as eio_server
+from engineio import async_socket as eio_socket
+from engineio.async_drivers import aiohttp as aiohttp_driver
+from engineio.packet import Packet as EngineIOPacket
+
+from signaling import engineio_fence, socketio_fence
+from signaling.engineio_fence import install, is_engineio_text
+from signaling.socketio_fence import FencedServer
+
+
+def source(function: Callable[..., Any]) -> str:
+    return textwrap.dedent(inspect.getsource(function))
+
+
+def flat(function: Callable[..., Any]) -> str:
+    """The source with every run of whitespace made one space."""
+    return " ".join(source(function).split())
+
+
+def fingerprint(function: Callable[..., Any]) -> str:
+    return hashlib.sha256(source(function).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------ python-engineio
+
+
+def test_the_aiohttp_driver_table_is_what_install_replaces() -> None:
+    table = aiohttp_driver._async
+    assert table["websocket"] is aiohttp_driver.WebSocket
+    assert table["translate_request"] is aiohttp_driver.translate_request
+
+
+def test_install_replaces_two_drivers_of_one_server_only() -> None:
+    eio = engineio.AsyncServer(async_mode="aiohttp")
+    other = engineio.AsyncServer(async_mode="aiohttp")
+    install(eio, deflate=False)
+    assert eio._async["websocket"] is engineio_fence._WebSocket
+    assert eio._async["translate_request"] is engineio_fence._translate_request
+    assert other._async["websocket"] is aiohttp_driver.WebSocket  # the shared table is intact
+    deflating = engineio.AsyncServer(async_mode="aiohttp")
+    install(deflating, deflate=True)
+    assert deflating._async["websocket"] is engineio_fence._DeflateWebSocket
+    with pytest.raises(RuntimeError, match="driver table changed"):
+        install(eio, deflate=False)  # twice: the table is no longer the library's
+
+
+def test_the_library_looks_its_drivers_up_in_the_table() -> None:
+    assert "self.server._async['websocket'](" in flat(eio_socket.AsyncSocket._upgrade_websocket)
+    assert "self._async['translate_request']" in flat(eio_server.AsyncServer.handle_request)
+
+
+def test_the_websocket_driver_call_is_the_one_the_fence_copies() -> None:
+    """``_WebSocket.__call__`` is the library's plus ``compress=``: if the
+    library's changes, copy the change into the fence and update this pin."""
+    assert fingerprint(aiohttp_driver.WebSocket.__call__) == "ab81905a4baf2354", source(
+        aiohttp_driver.WebSocket.__call__
+    )
+    for method in ("send", "wait", "close"):
+        assert "self._sock" in flat(getattr(aiohttp_driver.WebSocket, method)), method
+
+
+def test_an_os_error_from_wait_ends_the_websocket_loop_quietly() -> None:
+    """The fence's ``wait`` raises OSError on a text frame that is not Engine.IO."""
+    handler = flat(eio_socket.AsyncSocket._websocket_handler)
+    assert "data = await ws.wait()" in handler
+    assert "except OSError:" in handler  # during an upgrade
+    assert "except: break" in handler  # in the main loop
+
+
+def test_a_polling_upload_is_read_from_wsgi_input() -> None:
+    post = flat(eio_socket.AsyncSocket.handle_post_request)
+    assert "int(environ.get('CONTENT_LENGTH', '0'))" in post
+    assert "environ['wsgi.input'].read(length)" in post
+
+
+def test_close_now_relies_on_close_and_the_queue_sentinel() -> None:
+    params = inspect.signature(eio_socket.AsyncSocket.close).parameters
+    assert list(params) == ["self", "wait", "abort", "reason"]
+    poll = flat(eio_socket.AsyncSocket.poll)
+    assert "if packets == [None]:" in poll and "if pkt is None:" in poll
+    assert isinstance(engineio.AsyncServer(async_mode="aiohttp").sockets, dict)
+
+
+def test_a_client_close_leaves_a_pending_poll_waiting_unless_released() -> None:
+    """``release_poll``: the library closes a socket its client closed with
+    ``abort=True``, which queues nothing for a pending long-polling request."""
+    assert (
+        "elif pkt.packet_type == packet.CLOSE: await self.close(wait=False, abort=True, "
+        "reason=self.server.reason.CLIENT_DISCONNECT)"
+    ) in flat(eio_socket.AsyncSocket.receive)
+    assert "if not abort:" in flat(eio_socket.AsyncSocket.close)
+
+
+def test_text_the_fence_lets_through_decodes_without_raising() -> None:
+    accepted = [
+        "2",
+        "3",
+        "2probe",
+        "3probe",
+        "5",
+        "6",
+        "1",
+        '40{"token":"t"}',
+        "42[]",
+        "4" + "6" * 5,
+    ]
+    for text in accepted:
+        assert is_engineio_text(text), text
+        EngineIOPacket(encoded_packet=text)
+    for text in ["", "9", "x", "4", "4x", "4{}", "b4AAA", "2" + "[" * 20, "d=42"]:
+        assert not is_engineio_text(text), text
+
+
+# ------------------------------------------------------------ python-socketio
+
+
+def test_the_message_dispatch_is_the_one_the_fence_replaces() -> None:
+    """``FencedServer._handle_eio_message`` replaces the library's: if the
+    library's changes (a new packet type, another dispatch), bring the change
+    into the fence and update this pin."""
+    original = socketio.AsyncServer._handle_eio_message
+    assert fingerprint(original) == "38a7a6c5de2dd6e9", source(original)
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    [
+        ("_handle_eio_connect", ["self", "eio_sid", "environ"]),
+        ("_handle_eio_message", ["self", "eio_sid", "data"]),
+        ("_handle_eio_disconnect", ["self", "eio_sid", "reason"]),
+        ("_handle_event", ["self", "eio_sid", "namespace", "id", "data"]),
+        ("_handle_ack", ["self", "eio_sid", "namespace", "id", "data"]),
+        ("_handle_connect", ["self", "eio_sid", "namespace", "data"]),
+        ("_handle_disconnect", ["self", "eio_sid", "namespace", "reason"]),
+        ("_send_packet", ["self", "eio_sid", "pkt"]),
+    ],
+)
+def test_the_private_methods_the_fence_uses_keep_their_signature(
+    name: str, parameters: list[str]
+) -> None:
+    method = getattr(socketio.AsyncServer, name)
+    assert inspect.iscoroutinefunction(method), name
+    assert list(inspect.signature(method).parameters) == parameters
+
+
+def test_engineio_events_reach_the_fenced_handlers() -> None:
+    """python-socketio registers its handlers by attribute look-up at start,
+    so the subclass's overrides are the ones Engine.IO calls."""
+    server = FencedServer(async_mode="aiohttp")
+    assert server.eio.handlers["message"].__func__ is FencedServer._handle_eio_message
+    assert server.eio.handlers["connect"].__func__ is FencedServer._handle_eio_connect
+    assert server.eio.handlers["disconnect"].__func__ is FencedServer._handle_eio_disconnect
+
+
+def test_binary_packets_are_buffered_by_the_library_unless_fenced() -> None:
+    """Why the fence exists: the library keeps a binary packet's header until
+    its attachments arrive, however many it announces."""
+    assert "self._binary_packet[eio_sid] = pkt" in flat(socketio.AsyncServer._handle_eio_message)
+    header = socketio.packet.Packet(encoded_packet='51000000-["x",{"_placeholder":true,"num":0}]')
+    assert header.packet_type == socketio.packet.BINARY_EVENT
+    assert header.attachment_count == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('2/call,17["signal",{', ("/call", 17)),
+        ("2/call?x=1,3[", ("/call", 3)),
+        ("25[", ("/", 5)),
+        ("51-/chat,9[", ("/chat", 9)),
+        ("2[", (None, None)),
+        ("3/call,4[", (None, None)),
+        ("2/call," + "1" * 16, (None, None)),
+    ],
+)
+def test_the_header_of_an_undecodable_event(
+    text: str, expected: tuple[str | None, int | None]
+) -> None:
+    assert socketio_fence.event_header(text) == expected
