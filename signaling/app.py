@@ -78,6 +78,10 @@ def create_sio(settings: Settings) -> GuardedServer:
     if settings.cors_origins:
         origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
     sio = GuardedServer(
+        # Other namespaces, "/" too: unauthorized without a valid token, not_found with one.
+        authenticate=socket_authenticator(TokenVerifier(settings.jwt_secret)),
+        auth_timeout_s=settings.auth_timeout_s,
+        ws_deflate=settings.ws_deflate,
         async_mode="aiohttp",
         json=OrjsonCodec,
         # Handle each connection's events inline, in arrival order: signals
