@@ -45,9 +45,9 @@ class CallStore(abc.ABC):
         still remembers (a guess: compare-and-set catches a stale one)."""
         return self._recent_writes.get(call_id)
 
-    def note(self, call: CallRecord) -> None:
-        """Remember a record read elsewhere (another process changed it)."""
-        self._remember(call)
+    def forget_recent(self, call_id: int) -> None:
+        """Another process changed the call: the next read goes to the store."""
+        self._recent_writes.pop(call_id, None)
 
     def _remember(self, call: CallRecord) -> None:
         recent = self._recent_writes

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import random
 from collections import Counter, deque
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -175,7 +176,7 @@ class MemoryPresenceStore(PresenceStore):
     async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
         return list(self._held.pop((call_id, recipient), ()))
 
-    async def clear(self, call_id: int) -> None:
+    async def clear(self, call_id: int, users: Iterable[str]) -> None:
         self._members.pop(call_id, None)
         self._connected.pop(call_id, None)
         self._locks.pop(call_id, None)

@@ -4,6 +4,7 @@ call, who reported a connected peer, and signals held for an absent user."""
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -54,8 +55,9 @@ class PresenceStore(abc.ABC):
         """Take every held signal for the user, oldest first."""
 
     @abc.abstractmethod
-    async def clear(self, call_id: int) -> None:
-        """Forget everything about the call (it is over)."""
+    async def clear(self, call_id: int, users: Iterable[str]) -> None:
+        """Forget everything about the call (it is over); ``users`` are its
+        participants (whose held signals go too)."""
 
     async def ping(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Raise if the backend does not answer."""

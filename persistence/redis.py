@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -14,6 +16,8 @@ from persistence.presence import PresenceStore
 _TTL_S = 6 * 3600
 #: A lock holder that died frees the call after this long.
 _LOCK_TIMEOUT_S = 10.0
+#: How often a waiter for another process's lock polls (redis-py's default is 0.1 s).
+_LOCK_POLL_S = 0.005
 
 # RPUSH only while the queue is shorter than the limit, atomically.
 _HOLD = """
@@ -51,6 +55,8 @@ class RedisPresenceStore(PresenceStore):
         self._prefix = prefix
         self._hold = client.register_script(_HOLD)
         self._leave = client.register_script(_LEAVE)
+        #: per-call local locks in front of the Redis one, with their users
+        self._local: dict[int, tuple[asyncio.Lock, int]] = {}
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "giftcall") -> RedisPresenceStore:
@@ -59,10 +65,30 @@ class RedisPresenceStore(PresenceStore):
     def _key(self, call_id: int, part: str) -> str:
         return f"{self._prefix}:call:{call_id}:{part}"
 
-    def lock(self, call_id: int) -> AbstractAsyncContextManager[None]:
-        return self._redis.lock(
-            self._key(call_id, "lock"), timeout=_LOCK_TIMEOUT_S, blocking_timeout=_LOCK_TIMEOUT_S
-        )
+    @contextlib.asynccontextmanager
+    async def lock(self, call_id: int) -> AsyncIterator[None]:
+        # Waiters of this process queue on a local lock (no polling); only
+        # one of them at a time contends for the Redis lock, which then
+        # mostly is free: both users of a call are usually on one process.
+        local, users = self._local.get(call_id, (asyncio.Lock(), 0))
+        self._local[call_id] = (local, users + 1)
+        try:
+            async with (
+                local,
+                self._redis.lock(
+                    self._key(call_id, "lock"),
+                    timeout=_LOCK_TIMEOUT_S,
+                    blocking_timeout=_LOCK_TIMEOUT_S,
+                    sleep=_LOCK_POLL_S,
+                ),
+            ):
+                yield
+        finally:
+            local, users = self._local[call_id]
+            if users == 1:
+                del self._local[call_id]
+            else:
+                self._local[call_id] = (local, users - 1)
 
     async def enter(self, call_id: int, user_id: str, sid: str) -> str | None:
         key = self._key(call_id, "members")
@@ -105,13 +131,11 @@ class RedisPresenceStore(PresenceStore):
             items, _ = await pipe.execute()
         return [orjson.loads(item) for item in items]
 
-    async def clear(self, call_id: int) -> None:
-        pattern = self._key(call_id, "*")
-        keys = [key async for key in self._redis.scan_iter(match=pattern, count=100)]
-        # The lock key is left alone: its holder releases it.
-        keys = [k for k in keys if not k.endswith(":lock")]
-        if keys:
-            await self._redis.delete(*keys)
+    async def clear(self, call_id: int, users: Iterable[str]) -> None:
+        # Named keys, no SCAN (which walks the whole keyspace); the lock key
+        # is left alone: its holder releases it.
+        parts = ["members", "connected", *(f"held:{user}" for user in users)]
+        await self._redis.delete(*(self._key(call_id, part) for part in parts))
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -55,8 +55,17 @@ class InstantTimers:
         return call_id in self._handles
 
     def _start(self, call_id: int, at: datetime, kind: str, action: Instant) -> None:
+        early_s = (at - utcnow()).total_seconds()
+        if early_s > 0:
+            # The loop's clock is not the wall clock, and a handle counts as
+            # due within the clock's resolution: never act before the instant.
+            loop = asyncio.get_running_loop()
+            self._handles[call_id] = loop.call_at(
+                loop.time() + early_s, self._start, call_id, at, kind, action
+            )
+            return
         self._handles.pop(call_id, None)
-        self._observe_lateness(kind, (utcnow() - at).total_seconds())
+        self._observe_lateness(kind, -early_s)
         task = asyncio.get_running_loop().create_task(self._run(call_id, kind, action))
         self._running.add(task)
         task.add_done_callback(self._running.discard)

@@ -30,5 +30,5 @@ class LatenessObserver(Protocol):
 
 
 class ChangeAnnouncer(Protocol):
-    def __call__(self, call_id: int) -> None:
-        """Tell the other server processes that the call changed (fire and forget)."""
+    def __call__(self, call: CallRecord) -> None:
+        """Tell the other server processes how the call now stands (fire and forget)."""

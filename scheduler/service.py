@@ -95,7 +95,7 @@ class CallTimers:
         processes (if any) are told to arm it too.
         """
         if changed and self._announce_change is not None:
-            self._announce_change(call.id)
+            self._announce_change(call)
         deadline = next_deadline(call)
         if deadline is None:
             if self._armed.pop(call.id, None) is not None:
@@ -169,13 +169,17 @@ class CallTimers:
             self.arm(current, changed=changed)
         return current
 
-    async def refresh(self, call_id: int) -> CallRecord | None:
-        """Another process changed the call: arm it from the database."""
-        call = await self._calls.get(call_id)
-        if call is not None:
-            self._calls.note(call)  # this process's guess of the call is now this
-            self.arm(call, changed=False)
-        return call
+    def heard(self, call_id: int, state: CallState, deadline: datetime | None) -> None:
+        """Another process changed the call and announced its state and next
+        deadline: arm this process's job from that, with no read."""
+        self._calls.forget_recent(call_id)  # this process's guess is stale now
+        if deadline is None:
+            if self._armed.pop(call_id, None) is not None:
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(f"call:{call_id}")
+            return
+        run_at = deadline + self._takeover if state in IN_CALL_STATES else deadline
+        self._schedule(call_id, run_at, deadline)
 
     async def _apply_due(
         self, call_id: int, known: CallRecord | None

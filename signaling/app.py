@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,7 +16,7 @@ import socketio
 from aiohttp import web
 
 from persistence.factory import Stores, open_stores
-from persistence.models import utcnow
+from persistence.models import CallState, utcnow
 from rtc_bridge.base import MediaBackend
 from rtc_bridge.openvidu import OpenViduMedia
 from rtc_bridge.p2p import PeerToPeerMedia
@@ -38,6 +38,7 @@ from signaling.http import cors_middleware_for, error_middleware
 from signaling.ice import IceServerProvider
 from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, VERIFIER
 from signaling.metrics import Metrics
+from signaling.quotas import QuotaRules, Quotas
 from signaling.webhooks import openvidu as openvidu_webhook
 from signaling.webhooks.openvidu import MEDIA
 
@@ -134,6 +135,17 @@ def call_rules(settings: Settings) -> CallRules:
     )
 
 
+def quota_rules(settings: Settings) -> QuotaRules:
+    return QuotaRules(
+        calls_open_max=settings.calls_open_max,
+        calls_per_day=settings.calls_per_day,
+        gifts_per_minute=settings.gifts_per_minute,
+        signals_per_s=settings.signals_per_s,
+        chat_per_s=settings.chat_per_s,
+        connections_per_user=settings.connections_per_user,
+    )
+
+
 def socket_authenticator(verifier: TokenVerifier) -> Callable[[Any], str]:
     """The Socket.IO connect check: a refused connection's ``connect_error``
     carries PROTOCOL.md's ``unauthorized`` message and data."""
@@ -219,9 +231,11 @@ async def run_services(
     )
     app[STORES] = stores
 
-    async def call_changed_elsewhere(call_id: int) -> None:
-        call = await timers.refresh(call_id)
-        if call is not None and call.state.is_final:
+    async def call_changed_elsewhere(
+        call_id: int, state: CallState, deadline: datetime | None
+    ) -> None:
+        timers.heard(call_id, state, deadline)
+        if state.is_final:
             service.forget(call_id)
 
     bus: ClusterBus | None = None
@@ -236,6 +250,9 @@ async def run_services(
         )
     media = create_media(settings)
     app[MEDIA] = media
+    quotas = Quotas(
+        quota_rules(settings), redis_url=settings.redis_url, key_prefix=settings.redis_prefix
+    )
     try:
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
         await stores.questions.load()
@@ -248,6 +265,7 @@ async def run_services(
             metrics=metrics,
             rules=call_rules(settings),
             claims=bus,
+            quotas=quotas,
         )
         timers = CallTimers(
             stores.calls,
@@ -260,16 +278,19 @@ async def run_services(
         )
         service.timers = timers
         app[CALLS] = service
-        sio.register_namespace(CallNamespace(service, authenticate, metrics))
+        sio.register_namespace(CallNamespace(service, authenticate, metrics, quotas))
         chat = ChatService(
             rooms=stores.rooms,
             messages=stores.messages,
             outbox=SocketChatOutbox(sio),
             metrics=metrics,
+            quotas=quotas,
         )
         app[CHAT] = chat
-        app[GIFTS] = GiftService(gifts=stores.gifts, calls=service, chat=chat, metrics=metrics)
-        sio.register_namespace(ChatNamespace(chat, authenticate, metrics))
+        app[GIFTS] = GiftService(
+            gifts=stores.gifts, calls=service, chat=chat, metrics=metrics, quotas=quotas
+        )
+        sio.register_namespace(ChatNamespace(chat, authenticate, metrics, quotas))
         if bus is not None:
             await bus.start()
         await timers.start()
@@ -294,6 +315,7 @@ async def run_services(
         if bus is not None:
             await bus.close()
         await media.close()
+        await quotas.close()
         await stores.close()
         logger.info("server stopped", extra={"event": "server.stopped"})
 

@@ -17,14 +17,15 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
 from redis.asyncio import Redis
 
-from persistence.models import utcnow
+from persistence.models import CallRecord, CallState, utcnow
 from persistence.redis import blocking_pool
+from scheduler.jobs import next_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 #: and the calls whose clock it ran are taken over by the others.
 ALIVE_TTL_MS = 1500
 _HEARTBEAT_S = 0.5
+_STATES = frozenset(state.value for state in CallState)
 #: A clock claim outlives its call's end by this much (then Redis drops it).
 _CLAIM_SLACK_MS = 10_000
 
@@ -48,7 +50,7 @@ class ClusterBus:
     def __init__(
         self,
         url: str,
-        on_change: Callable[[int], Awaitable[None]],
+        on_change: Callable[[int, CallState, datetime | None], Awaitable[None]],
         channel: str,
         key_prefix: str,
     ) -> None:
@@ -68,9 +70,12 @@ class ClusterBus:
         self._listener = asyncio.create_task(self._listen(pubsub), name="cluster-bus")
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster-heartbeat")
 
-    def announce(self, call_id: int) -> None:
-        """Fire and forget (the sweep is the safety net if a message is lost)."""
-        self._spawn(self._publish(f"{self.origin} {call_id}"))
+    def announce(self, call: CallRecord) -> None:
+        """Fire and forget (the sweep is the safety net if a message is lost):
+        the call's id, state and next deadline, so the others need no read."""
+        deadline = next_deadline(call)
+        stamp = "-" if deadline is None else repr(deadline.timestamp())
+        self._spawn(self._publish(f"{self.origin} {call.id} {call.state.value} {stamp}"))
 
     # ------------------------------------------------------------ clock claims
 
@@ -122,11 +127,12 @@ class ClusterBus:
 
     async def _listen(self, pubsub: object) -> None:
         async for message in pubsub.listen():  # type: ignore[attr-defined]
-            origin, _, call_id = str(message.get("data", "")).partition(" ")
-            if origin == self.origin or not call_id.isdigit():
+            origin, call_id, state, stamp = (str(message.get("data", "")).split(" ") + [""] * 4)[:4]
+            if origin == self.origin or not call_id.isdigit() or state not in _STATES:
                 continue
             try:
-                await self._on_change(int(call_id))
+                deadline = None if stamp == "-" else datetime.fromtimestamp(float(stamp), UTC)
+                await self._on_change(int(call_id), CallState(state), deadline)
             except Exception:
                 logger.exception(
                     "call change %s failed", call_id, extra={"event": "cluster.failed"}

@@ -34,6 +34,7 @@ from scheduler.writeback import WriteBehind
 from signaling.calls.schemas import Signal
 from signaling.errors import ApiError, conflict, forbidden, invalid, not_found
 from signaling.metrics import Metrics
+from signaling.quotas import Quotas
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +178,10 @@ class CallService:
         metrics: Metrics,
         rules: CallRules,
         claims: ClockClaims | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._calls = calls
+        self._quotas = quotas
         self._presence = presence
         self._questions = questions
         self._media = media
@@ -231,6 +234,8 @@ class CallService:
             raise invalid("scheduled_at: must be in the future")
         if scheduled_at > now + timedelta(days=366):
             raise invalid("scheduled_at: at most a year ahead")
+        if self._quotas is not None:
+            await self._quotas.check_booking(caller_id, self._booked_open)
         opens_at, closes_at = window_for(
             scheduled_at, self.rules.notify_before_s, self.rules.join_grace_s
         )
@@ -251,6 +256,15 @@ class CallService:
         else:
             self._arm(call)
         return call
+
+    async def _booked_open(self, user_id: str) -> int:
+        """The calls ``user_id`` booked that are not over (among their latest:
+        the store lists by ``scheduled_at``, newest first, so the open ones lead)."""
+        assert self._quotas is not None
+        latest = await self._calls.list_for_user(
+            user_id, limit=max(100, 2 * self._quotas.rules.calls_open_max)
+        )
+        return sum(1 for c in latest if c.caller_id == user_id and not c.state.is_final)
 
     async def list_calls(self, user_id: str) -> list[CallRecord]:
         await self._writer.flush()  # REST readers see what users were told
@@ -362,6 +376,8 @@ class CallService:
         joined = self._joined.get(sid)
         if joined is None or joined.call_id != signal.call_id:
             raise await self._not_joined_error(sid, signal.call_id)
+        if self._quotas is not None:
+            await self._quotas.check_signal(sid)
         message: dict[str, Any] = {
             "call_id": signal.call_id,
             "from": joined.user_id,
@@ -469,13 +485,13 @@ class CallService:
         call = self._held.get(call_id)
         if call is None or call.state is not CallState.LIVE or call.ends_at != ends_at:
             return
-        now = utcnow()
+        now = max(utcnow(), ends_at)  # the rule's view: the limit has come
         ended = apply_changes(
             call,
             CallChanges(state=CallState.ENDED, ended_at=now, end_reason=EndReason.TIME_LIMIT),
         )
-        await self._finish(ended)
         self._writer.submit(call_id, due_as("ended", now), "time limit")
+        await self._finish(ended)
         self._log_held(call, CallState.ENDED, "time limit")
 
     async def leave(self, sid: str, user_id: str, call_id: int) -> None:
@@ -648,7 +664,7 @@ class CallService:
         for user_id in (call.caller_id, call.callee_id):
             await self._outbox.to_user(user_id, "ended", payload, skip=members.values())
         self.forget(call.id)
-        await self._presence.clear(call.id)
+        await self._presence.clear(call.id, (call.caller_id, call.callee_id))
         await self._media.close_call(call.id)
 
     def _log_held(self, call: CallRecord, state: CallState, cause: str) -> None:

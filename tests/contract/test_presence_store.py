@@ -36,7 +36,7 @@ async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStor
         yield store
     finally:
         for call_id in (1, 2, 99):
-            await store.clear(call_id)
+            await store.clear(call_id, ("alice", "bob"))
         await store.close()
 
 
@@ -78,8 +78,8 @@ async def test_clear_empties_one_call_only(presence: PresenceStore) -> None:
     await presence.enter(1, "alice", "a1")
     await presence.enter(1, "bob", "b1")
     await presence.enter(2, "alice", "a2")
-    await presence.clear(1)
-    await presence.clear(99)
+    await presence.clear(1, ("alice", "bob"))
+    await presence.clear(99, ("alice", "bob"))
     assert await presence.members(1) == {}
     assert await presence.members(2) == {"alice": "a2"}
     assert await presence.enter(1, "alice", "a3") is None
@@ -112,7 +112,7 @@ async def test_clear_forgets_connected_flags_and_held_signals(presence: Presence
     await presence.mark_connected(1, "alice")
     await presence.hold(1, "bob", {"n": 1}, limit=5)
     await presence.hold(2, "bob", {"n": 2}, limit=5)
-    await presence.clear(1)
+    await presence.clear(1, ("alice", "bob"))
     assert await presence.members(1) == {}
     assert await presence.mark_connected(1, "bob") == {"bob"}
     assert await presence.release(1, "bob") == []
@@ -159,6 +159,6 @@ async def test_two_redis_clients_share_presence_like_two_processes() -> None:
             ["two-in", "two-out", "one-in", "one-out"],
         )
     finally:
-        await one.clear(1)
+        await one.clear(1, ("alice", "bob"))
         await one.close()
         await two.close()

@@ -334,3 +334,27 @@ async def test_a_join_after_a_countdown_ran_out_elsewhere_finds_the_call_live(
     # ... and its end runs on this process's clock.
     ended = await harness.outbox.wait_for("b2", "ended")
     assert ended[0].payload == {"call_id": call.id, "reason": "time_limit"}
+
+
+async def test_an_instant_never_runs_before_its_wall_clock_time() -> None:
+    from persistence.models import utcnow
+
+    instants = InstantTimers()
+    early: list[float] = []
+    done = asyncio.Event()
+    remaining = 40
+
+    for call_id in range(remaining):
+        at = utcnow() + ms(0.001 * (call_id % 7))
+
+        async def check(at: datetime = at) -> None:
+            nonlocal remaining
+            early.append((at - utcnow()).total_seconds())
+            remaining -= 1
+            if remaining == 0:
+                done.set()
+
+        instants.arm(call_id, at, "ended", check)
+    await asyncio.wait_for(done.wait(), 5)
+    assert max(early) <= 0, max(early)
+    await instants.close()

@@ -195,3 +195,31 @@ async def test_rearming_after_the_deadline_fires_at_once(
     current = await stores.calls.get(call.id)
     assert current is not None
     assert (current.state, current.end_reason) == (CallState.ENDED, EndReason.TIME_LIMIT)
+
+
+async def test_a_change_heard_from_another_process_arms_the_takeover_without_a_read(
+    stores: Stores, notifier: RecordingNotifier, started: list[CallTimers]
+) -> None:
+    timers = CallTimers(stores.calls, stores.notifications, notifier, takeover_s=0.1)
+    started.append(timers)
+    await timers.start()
+    # Made live by another process after this one started: only the
+    # announcement tells this one about it.
+    call = await live_call(stores, ends_in=0.2)
+    reads: list[int] = []
+    original_get = stores.calls.get
+
+    async def counting_get(call_id: int) -> CallRecord | None:
+        reads.append(call_id)
+        return await original_get(call_id)
+
+    stores.calls.get = counting_get  # type: ignore[method-assign]
+    timers.heard(call.id, CallState.LIVE, call.ends_at)
+    await asyncio.sleep(0.05)
+    assert reads == []  # armed from the message alone
+    (ended,) = await notifier.wait_for(TO, "call_ended")
+    # A takeover: the process that ran the clock had its chance first.
+    assert call.ends_at is not None
+    assert (ended.at - call.ends_at).total_seconds() >= 0.1
+    timers.heard(call.id, CallState.ENDED, None)  # the final word drops the job
+    assert await timers.sweep() == 0
