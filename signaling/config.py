@@ -54,6 +54,13 @@ class Settings:
     ws_deflate: bool = False
     #: an Engine.IO connection outside every authenticated namespace this long is closed
     auth_timeout_s: float = 10.0
+    #: quotas and rate limits per user (signaling/quotas.py); 0 turns one off
+    calls_open_max: int = 50
+    calls_per_day: int = 500
+    gifts_per_minute: int = 60
+    signals_per_s: int = 200
+    chat_per_s: int = 200
+    connections_per_user: int = 20
     #: users who may add questions to the icebreaker bank
     admin_ids: frozenset[str] = frozenset()
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -114,6 +121,17 @@ def _id_list(name: str, raw: str) -> frozenset[str]:
     return frozenset(ids)
 
 
+#: The quota settings (docs/configuration.md, Quotas and rate limits).
+QUOTA_SETTINGS = {
+    "CALLS_OPEN_MAX": "calls_open_max",
+    "CALLS_PER_DAY": "calls_per_day",
+    "GIFTS_PER_MINUTE": "gifts_per_minute",
+    "SIGNALS_PER_S": "signals_per_s",
+    "CHAT_PER_S": "chat_per_s",
+    "CONNECTIONS_PER_USER": "connections_per_user",
+}
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``); ``overrides``
     (CLI flags) win over the environment."""
@@ -157,6 +175,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         values["port"] = _integer("PORT", raw, minimum=0, maximum=65535)
     if raw := get("SIGNAL_QUEUE_MAX"):
         values["signal_queue_max"] = _integer("SIGNAL_QUEUE_MAX", raw, minimum=1, maximum=10_000)
+    for var, attr in QUOTA_SETTINGS.items():
+        if raw := get(var):
+            values[attr] = _integer(var, raw, minimum=0, maximum=1_000_000)
     if raw := get("DEV"):
         values["dev"] = _bool("DEV", raw)
     if raw := get("WS_DEFLATE"):

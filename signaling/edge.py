@@ -23,6 +23,7 @@ from signaling.engineio_fence import (
 from signaling.errors import ApiError, error_body, validation_message
 from signaling.http import fail
 from signaling.metrics import Metrics
+from signaling.quotas import Quotas
 from signaling.socketio_fence import FencedServer, RefusalKind
 
 logger = logging.getLogger(__name__)
@@ -294,9 +295,11 @@ class GuardedNamespace(socketio.AsyncNamespace):
         metrics: Metrics,
         authenticate: Callable[[Any], str],
         users: dict[str, str] | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         super().__init__(namespace)
         self._metrics = metrics
+        self._quotas = quotas
         self._authenticate = authenticate
         self._users: dict[str, str] = {} if users is None else users
         self._events: dict[str, Handler] = {
@@ -307,6 +310,14 @@ class GuardedNamespace(socketio.AsyncNamespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         user_id = self._authenticate(auth)  # raises ConnectionRefusedError
+        if self._quotas is not None:
+            try:
+                self._quotas.admit_connection(self.namespace, user_id)
+            except ApiError as exc:
+                self._metrics.errors.labels(exc.code).inc()
+                raise socketio.exceptions.ConnectionRefusedError(
+                    exc.code, exc.to_body()["error"]
+                ) from None
         self._users[sid] = user_id
         await self.enter_room(sid, user_room(user_id))
         self._metrics.connections.labels(self.namespace).inc()
@@ -319,7 +330,10 @@ class GuardedNamespace(socketio.AsyncNamespace):
             eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
             if eio_sid is not None:
                 server.expect_namespace(eio_sid)
-        if self._users.pop(sid, None) is not None:
+        user_id = self._users.pop(sid, None)
+        if user_id is not None:
+            if self._quotas is not None:
+                self._quotas.release_connection(self.namespace, user_id)
             self._metrics.connections.labels(self.namespace).dec()
             await self.disconnected(sid)
 
@@ -337,7 +351,8 @@ class GuardedNamespace(socketio.AsyncNamespace):
         try:
             return await handler(args[0], args[1])
         except ApiError as exc:
-            return self._fail(exc.code, exc.message)
+            self._metrics.errors.labels(exc.code).inc()
+            return exc.to_body()
         except ValidationError as exc:
             return self._fail("invalid", validation_message(exc))
         except Exception:

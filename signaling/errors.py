@@ -21,22 +21,27 @@ STATUS_BY_CODE = {
 class ApiError(Exception):
     """An error the client is told about, with a code of PROTOCOL.md."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
         assert code in STATUS_BY_CODE, code
         super().__init__(message)
         self.code = code
         self.message = message
+        #: whole seconds to wait before trying again (``rate_limited``)
+        self.retry_after = retry_after
 
     @property
     def status(self) -> int:
         return STATUS_BY_CODE[self.code]
 
     def to_body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message)
+        return error_body(self.code, self.message, self.retry_after)
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
+def error_body(code: str, message: str, retry_after: int | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if retry_after is not None:
+        error["retry_after"] = retry_after
+    return {"ok": False, "error": error}
 
 
 def invalid(message: str) -> ApiError:
@@ -57,6 +62,10 @@ def conflict(message: str) -> ApiError:
 
 def unauthorized(message: str = "missing or invalid token") -> ApiError:
     return ApiError("unauthorized", message)
+
+
+def rate_limited(message: str, retry_after: int) -> ApiError:
+    return ApiError("rate_limited", message, retry_after=retry_after)
 
 
 def validation_message(exc: Exception) -> str:

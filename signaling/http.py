@@ -48,7 +48,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return await handler(request)
     except ApiError as exc:
         request.app[METRICS].errors.labels(exc.code).inc()
-        return fail(exc.code, exc.message, exc.status)
+        response = web.json_response(exc.to_body(), status=exc.status, dumps=_dumps)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -63,6 +66,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             request.path,
             extra={"event": "http.failed", "method": request.method, "path": request.path},
         )
+        request.app[METRICS].errors.labels("unavailable").inc()
         return fail("unavailable", "internal error; please retry", 503)
 
 

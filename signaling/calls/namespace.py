@@ -9,6 +9,7 @@ from signaling.calls.schemas import CallRef, Signal
 from signaling.calls.service import CallService
 from signaling.edge import OK, GuardedNamespace, GuardedServer, user_room
 from signaling.metrics import Metrics
+from signaling.quotas import Quotas
 
 NAMESPACE = "/call"
 
@@ -32,10 +33,14 @@ class SocketOutbox:
 
 class CallNamespace(GuardedNamespace):
     def __init__(
-        self, service: CallService, authenticate: Callable[[Any], str], metrics: Metrics
+        self,
+        service: CallService,
+        authenticate: Callable[[Any], str],
+        metrics: Metrics,
+        quotas: Quotas | None = None,
     ) -> None:
         self._service = service
-        super().__init__(NAMESPACE, metrics, authenticate, service.users_by_sid)
+        super().__init__(NAMESPACE, metrics, authenticate, service.users_by_sid, quotas)
 
     async def disconnected(self, sid: str) -> None:
         await self._service.disconnected(sid)

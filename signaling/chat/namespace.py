@@ -11,6 +11,7 @@ from signaling.chat.schemas import MAX_SYNC, ReadRequest, SendMessage, SyncReque
 from signaling.chat.service import ChatService
 from signaling.edge import OK, GuardedNamespace, user_room
 from signaling.metrics import Metrics
+from signaling.quotas import Quotas
 
 NAMESPACE = "/chat"
 
@@ -36,10 +37,14 @@ class SocketChatOutbox:
 
 class ChatNamespace(GuardedNamespace):
     def __init__(
-        self, service: ChatService, authenticate: Callable[[Any], str], metrics: Metrics
+        self,
+        service: ChatService,
+        authenticate: Callable[[Any], str],
+        metrics: Metrics,
+        quotas: Quotas | None = None,
     ) -> None:
         self._service = service
-        super().__init__(NAMESPACE, metrics, authenticate)
+        super().__init__(NAMESPACE, metrics, authenticate, quotas=quotas)
 
     async def on_send(self, sid: str, data: Any) -> dict[str, Any]:
         body = SendMessage.model_validate(data)

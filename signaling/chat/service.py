@@ -11,6 +11,7 @@ from persistence.chat import ChatMessage, ChatRoom, MessageStore, RoomStore
 from persistence.models import iso
 from signaling.errors import forbidden, invalid, not_found
 from signaling.metrics import Metrics
+from signaling.quotas import Quotas
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,16 @@ class ChatService:
     """Everything chat does, behind the REST routes and the /chat namespace."""
 
     def __init__(
-        self, *, rooms: RoomStore, messages: MessageStore, outbox: ChatOutbox, metrics: Metrics
+        self,
+        *,
+        rooms: RoomStore,
+        messages: MessageStore,
+        outbox: ChatOutbox,
+        metrics: Metrics,
+        quotas: Quotas | None = None,
     ) -> None:
         self._rooms = rooms
+        self._quotas = quotas
         self._messages = messages
         self._outbox = outbox
         self._metrics = metrics
@@ -84,6 +92,8 @@ class ChatService:
         nothing again: the first attempt did, and clients dedupe by ``seq``.
         """
         room = await self.member_room(user_id, room_id)
+        if self._quotas is not None:
+            await self._quotas.check_chat(user_id)
         message, created = await self._messages.append(room_id, user_id, content, client_msg_id)
         if created:
             self._metrics.chat_messages.inc()

@@ -12,15 +12,23 @@ from signaling.calls.service import CallService
 from signaling.chat.service import ChatService
 from signaling.errors import forbidden, invalid, not_found
 from signaling.metrics import Metrics
+from signaling.quotas import Quotas
 
 logger = logging.getLogger(__name__)
 
 
 class GiftService:
     def __init__(
-        self, *, gifts: GiftStore, calls: CallService, chat: ChatService, metrics: Metrics
+        self,
+        *,
+        gifts: GiftStore,
+        calls: CallService,
+        chat: ChatService,
+        metrics: Metrics,
+        quotas: Quotas | None = None,
     ) -> None:
         self._gifts = gifts
+        self._quotas = quotas
         self._calls = calls
         self._chat = chat
         self._metrics = metrics
@@ -35,6 +43,8 @@ class GiftService:
     ) -> Gift:
         if receiver_id == sender_id:
             raise invalid("receiver_id: you cannot give yourself a gift")
+        if self._quotas is not None:
+            await self._quotas.check_gift(sender_id)
         if kind is GiftKind.SPECIAL:
             if scheduled_at is None:
                 raise invalid("scheduled_at: a special gift needs one")

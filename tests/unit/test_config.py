@@ -158,3 +158,26 @@ def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SIGNALING_JWT_SECRET", SECRET)
     monkeypatch.setenv("SIGNALING_PORT", "9123")
     assert load_settings().port == 9123
+
+
+def test_quota_settings_are_parsed_and_zero_turns_one_off() -> None:
+    env = {
+        **BASE,
+        "SIGNALING_CALLS_OPEN_MAX": "3",
+        "SIGNALING_CALLS_PER_DAY": "0",
+        "SIGNALING_GIFTS_PER_MINUTE": "7",
+        "SIGNALING_SIGNALS_PER_S": "9",
+        "SIGNALING_CHAT_PER_S": "4",
+        "SIGNALING_CONNECTIONS_PER_USER": "2",
+    }
+    settings = load_settings(env)
+    assert (
+        settings.calls_open_max,
+        settings.calls_per_day,
+        settings.gifts_per_minute,
+        settings.signals_per_s,
+        settings.chat_per_s,
+        settings.connections_per_user,
+    ) == (3, 0, 7, 9, 4, 2)
+    with pytest.raises(ConfigError, match="SIGNALING_CHAT_PER_S"):
+        load_settings({**BASE, "SIGNALING_CHAT_PER_S": "-1"})
