@@ -79,8 +79,12 @@ class GiftStore(abc.ABC):
     async def get(self, gift_id: int) -> Gift | None: ...
 
     @abc.abstractmethod
-    async def list_for_user(self, user_id: str, box: GiftBox, limit: int = 100) -> list[Gift]:
-        """The user's received or sent gifts, newest first."""
+    async def list_for_user(
+        self, user_id: str, box: GiftBox, limit: int = 100, before_id: int | None = None
+    ) -> list[Gift]:
+        """The user's received or sent gifts, newest (highest id) first, at
+        most ``limit``; with ``before_id`` only those with a lower id (the next
+        page after a page that ended with ``before_id``)."""
 
     @abc.abstractmethod
     async def open(self, gift_id: int, at: datetime) -> Gift | None:

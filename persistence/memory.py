@@ -299,11 +299,15 @@ class MemoryGiftStore(GiftStore):
     async def get(self, gift_id: int) -> Gift | None:
         return self._gifts.get(gift_id)
 
-    async def list_for_user(self, user_id: str, box: GiftBox, limit: int = 100) -> list[Gift]:
+    async def list_for_user(
+        self, user_id: str, box: GiftBox, limit: int = 100, before_id: int | None = None
+    ) -> list[Gift]:
         if box is GiftBox.RECEIVED:
             mine = [g for g in self._gifts.values() if g.receiver_id == user_id]
         else:
             mine = [g for g in self._gifts.values() if g.sender_id == user_id]
+        if before_id is not None:
+            mine = [g for g in mine if g.id < before_id]
         mine.sort(key=lambda g: g.id, reverse=True)
         return mine[:limit]
 

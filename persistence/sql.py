@@ -858,10 +858,15 @@ class SqlGiftStore(GiftStore):
             ).one_or_none()
         return _gift_from_row(row) if row else None
 
-    async def list_for_user(self, user_id: str, box: GiftBox, limit: int = 100) -> list[Gift]:
+    async def list_for_user(
+        self, user_id: str, box: GiftBox, limit: int = 100, before_id: int | None = None
+    ) -> list[Gift]:
         g = gifts_table.c
         owner = g.receiver_id if box is GiftBox.RECEIVED else g.sender_id
-        query = gifts_table.select().where(owner == user_id).order_by(g.id.desc()).limit(limit)
+        query = gifts_table.select().where(owner == user_id)
+        if before_id is not None:
+            query = query.where(g.id < before_id)
+        query = query.order_by(g.id.desc()).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_gift_from_row(r) for r in rows]

@@ -116,10 +116,26 @@ async def read_body(request: web.Request, model: type[Model]) -> Model:
         raise invalid(validation_message(exc)) from None
 
 
+def is_ascii_number(raw: str) -> bool:
+    """Only ASCII digits, at most 15 of them (``str.isdigit`` alone also takes
+    superscript, Arabic-Indic and fullwidth digits)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 15
+
+
 def path_id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 15 or int(raw) == 0:
+    if not is_ascii_number(raw) or int(raw) == 0:
         raise invalid(f"{name} must be a positive integer")
+    return int(raw)
+
+
+def query_int(request: web.Request, name: str, *, low: int, high: int) -> int | None:
+    """An optional integer query parameter in ``low..high``; empty is absent."""
+    raw = request.query.get(name, "")
+    if raw == "":
+        return None
+    if not is_ascii_number(raw) or not low <= int(raw) <= high:
+        raise invalid(f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
 

@@ -5,21 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.chat.schemas import DEFAULT_PAGE, MAX_PAGE, MarkRead
-from signaling.errors import invalid
-from signaling.http import ok, path_id, read_body, require_user
+from signaling.http import ok, path_id, query_int, read_body, require_user
 from signaling.keys import CHAT
 
 routes = web.RouteTableDef()
-
-
-def _query_int(request: web.Request, name: str, *, low: int, high: int) -> int | None:
-    """An optional integer query parameter in ``low..high``; empty is absent."""
-    raw = request.query.get(name, "")
-    if raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 15 or not low <= int(raw) <= high:
-        raise invalid(f"{name} must be an integer from {low} to {high}")
-    return int(raw)
 
 
 @routes.get("/api/chat/rooms")
@@ -32,8 +21,8 @@ async def list_rooms(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     user_id = require_user(request)
     room_id = path_id(request)
-    before_seq = _query_int(request, "before_seq", low=1, high=2**53)
-    limit = _query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
+    before_seq = query_int(request, "before_seq", low=1, high=2**53)
+    limit = query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
     messages = await request.app[CHAT].history(user_id, room_id, before_seq, limit)
     return ok(messages=[m.to_wire() for m in messages])
 

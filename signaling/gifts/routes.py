@@ -7,10 +7,13 @@ from aiohttp import web
 from persistence.gifts import GiftBox, GiftKind
 from signaling.errors import invalid
 from signaling.gifts.schemas import SendGift
-from signaling.http import ok, path_id, read_body, require_user
+from signaling.http import ok, path_id, query_int, read_body, require_user
 from signaling.keys import GIFTS
 
 routes = web.RouteTableDef()
+
+#: The most gifts one page holds (and the default page).
+MAX_PAGE = 100
 
 
 @routes.post("/api/gifts")
@@ -31,8 +34,12 @@ async def list_gifts(request: web.Request) -> web.Response:
         box = GiftBox(raw)
     except ValueError:
         raise invalid("box must be received or sent") from None
-    gifts = await request.app[GIFTS].list_gifts(user_id, box)
-    return ok(gifts=[g.to_wire() for g in gifts])
+    limit = query_int(request, "limit", low=1, high=MAX_PAGE) or MAX_PAGE
+    before_id = query_int(request, "before_id", low=1, high=2**53)
+    gifts = await request.app[GIFTS].list_gifts(user_id, box, limit, before_id)
+    # A full page may have more behind it: the cursor of the next one.
+    next_before_id = gifts[-1].id if len(gifts) == limit else None
+    return ok(gifts=[g.to_wire() for g in gifts], next_before_id=next_before_id)
 
 
 @routes.get("/api/gifts/{id}")

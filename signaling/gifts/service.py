@@ -92,8 +92,10 @@ class GiftService:
         await self._calls.schedule(sender_id, receiver_id, scheduled_at, create=create)
         return made[0]
 
-    async def list_gifts(self, user_id: str, box: GiftBox) -> list[Gift]:
-        return await self._gifts.list_for_user(user_id, box)
+    async def list_gifts(
+        self, user_id: str, box: GiftBox, limit: int, before_id: int | None = None
+    ) -> list[Gift]:
+        return await self._gifts.list_for_user(user_id, box, limit, before_id)
 
     async def get(self, user_id: str, gift_id: int) -> Gift:
         gift = await self._gifts.get(gift_id)

@@ -175,6 +175,24 @@ async def test_one_room_per_pair_even_under_a_creation_race(
     assert await rooms.get(10_000) is None
 
 
+async def test_gift_boxes_are_paged_by_id(
+    chat_sql_stores: tuple[RoomStore, GiftStore, CallStore],
+) -> None:
+    """Newest first, ``limit`` at most, ``before_id`` the cursor: every gift of
+    a box is reachable however many others arrive (issue #10, F4)."""
+    _, gifts, _ = chat_sql_stores
+    made = [await gifts.create("spammer", "bob", f"spam {i}") for i in range(5)]
+    other = await gifts.create("carol", "dave", "not bob's")
+    ids = [g.id for g in reversed(made)]
+    box = GiftBox.RECEIVED
+    assert [g.id for g in await gifts.list_for_user("bob", box, 2)] == ids[:2]
+    assert [g.id for g in await gifts.list_for_user("bob", box, 2, ids[1])] == ids[2:4]
+    assert [g.id for g in await gifts.list_for_user("bob", box, 2, ids[3])] == ids[4:]
+    assert await gifts.list_for_user("bob", box, 2, ids[4]) == []
+    assert [g.id for g in await gifts.list_for_user("bob", box, 100, other.id + 1)] == ids
+    assert [g.id for g in await gifts.list_for_user("spammer", GiftBox.SENT, 3, ids[0])] == ids[1:4]
+
+
 async def test_gifts_boxes_and_opening(
     chat_sql_stores: tuple[RoomStore, GiftStore, CallStore],
 ) -> None:
