@@ -83,6 +83,7 @@ def create_sio(settings: Settings) -> GuardedServer:
         authenticate=socket_authenticator(TokenVerifier(settings.jwt_secret)),
         auth_timeout_s=settings.auth_timeout_s,
         ws_deflate=settings.ws_deflate,
+        send_budget=settings.send_budget,
         async_mode="aiohttp",
         json=OrjsonCodec,
         # Handle each connection's events inline, in arrival order: signals

@@ -61,6 +61,8 @@ class Settings:
     signals_per_s: int = 200
     chat_per_s: int = 200
     connections_per_user: int = 20
+    #: characters of packets waiting for one connection before it is closed (F3)
+    send_budget: int = 2 * 1024 * 1024
     #: users who may add questions to the icebreaker bank
     admin_ids: frozenset[str] = frozenset()
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -178,6 +180,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for var, attr in QUOTA_SETTINGS.items():
         if raw := get(var):
             values[attr] = _integer(var, raw, minimum=0, maximum=1_000_000)
+    if raw := get("SEND_BUDGET"):
+        values["send_budget"] = _integer("SEND_BUDGET", raw, minimum=0, maximum=2**40)
     if raw := get("DEV"):
         values["dev"] = _bool("DEV", raw)
     if raw := get("WS_DEFLATE"):

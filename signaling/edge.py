@@ -15,12 +15,15 @@ from socketio import packet
 
 from signaling.engineio_fence import (
     POLLING_BODY,
+    abort_now,
     close_now,
     install,
     is_engineio_text,
+    overflowed,
+    queued,
     release_poll,
 )
-from signaling.errors import ApiError, error_body, validation_message
+from signaling.errors import ApiError, error_body, rate_limited, validation_message
 from signaling.http import fail
 from signaling.metrics import Metrics
 from signaling.quotas import Quotas
@@ -53,6 +56,10 @@ class GuardedServer(FencedServer):
     - HTTP: a long-polling upload over ``max_http_buffer_size`` gets 413 at
       once and closes its session; one that is not Engine.IO text gets 400.
     - Websockets negotiate permessage-deflate only when ``ws_deflate``.
+    - Slow consumers: a connection with more than ``send_budget`` characters
+      of packets waiting to be sent to it is closed (its TCP connection
+      dropped); a sender whose ``emit_to_sid`` found it so gets
+      ``rate_limited``.
     """
 
     def __init__(
@@ -61,13 +68,15 @@ class GuardedServer(FencedServer):
         authenticate: Callable[[Any], str] | None = None,
         auth_timeout_s: float = 10.0,
         ws_deflate: bool = False,
+        send_budget: int = 0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("engineio_logger", _EngineIOLog(logging.getLogger("engineio.server")))
         super().__init__(namespaces="*", **kwargs)
-        install(self.eio, deflate=ws_deflate)
+        install(self.eio, deflate=ws_deflate, send_budget=send_budget, on_overflow=self._overflowed)
         self.auth_timeout_s = auth_timeout_s
-        self._closing: set[asyncio.Task[bool]] = set()
+        self.send_budget = send_budget
+        self._closing: set[asyncio.Task[Any]] = set()
         self.register_namespace(UnknownNamespace(authenticate))
 
     # ------------------------------------------------------------------ HTTP
@@ -160,6 +169,21 @@ class GuardedServer(FencedServer):
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def _overflowed(self) -> None:
+        """A packet queue went over ``send_budget``: close its slow consumer
+        soon (not inside the ``put`` that found it)."""
+        task = asyncio.ensure_future(self._close_slow_consumers())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_slow_consumers(self) -> None:
+        for eio_sid in overflowed(self.eio):
+            if await abort_now(self.eio, eio_sid):
+                logger.warning(
+                    "connection closed: slow consumer",
+                    extra={"event": "socket.slow_consumer", "budget": self.send_budget},
+                )
+
     def _in_a_namespace(self, eio_sid: str) -> bool:
         manager = self.manager
         return any(
@@ -221,6 +245,10 @@ class GuardedServer(FencedServer):
                 packet.EVENT, namespace=namespace, data=[event, payload], binary=False
             ),
         )
+        if self.send_budget and queued(self.eio, eio_sid) > self.send_budget:
+            raise rate_limited(
+                "the recipient does not read fast enough and is being disconnected", 1
+            )
 
 
 class UnknownNamespace(socketio.AsyncNamespace):

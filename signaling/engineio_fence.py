@@ -20,16 +20,27 @@ long-polling request of a connection its client closed (the library leaves it
 waiting for the next ping, 25 s, which is how long python-socketio's polling
 client then takes to disconnect).
 
+The server's packet queues (what ``create_queue`` makes for each socket) count the characters of the
+packets waiting in them (:class:`CountingQueue`), and call ``on_overflow``
+when a queue holds more than ``send_budget``: the edge then closes that slow
+consumer with ``abort_now``, which also drops its websocket's TCP connection
+(a writer blocked on a client that does not read would otherwise keep the
+connection, and what it holds, open).
+
 Every name used here is pinned by ``tests/unit/test_fences.py``: an upgrade of
 python-engineio that changes them fails those tests, not production.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import engineio
 from aiohttp import web
+from engineio import async_socket
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
 #: A long-polling upload read and checked by the edge, for ``translate_request``.
@@ -54,6 +65,40 @@ def is_engineio_text(text: str) -> bool:
     return len(text) <= _MAX_CONTROL_PACKET
 
 
+#: The TCP transport of each Engine.IO socket that runs over a websocket.
+_TRANSPORTS: weakref.WeakKeyDictionary[Any, asyncio.Transport] = weakref.WeakKeyDictionary()
+
+
+class CountingQueue(asyncio.Queue[Any]):
+    """An Engine.IO socket's packet queue that knows how many characters of
+    packet data wait in it; over ``budget`` it calls ``on_overflow`` once."""
+
+    def __init__(self, budget: int, on_overflow: Callable[[], None]) -> None:
+        super().__init__()
+        self.budget = budget
+        self.queued = 0
+        self.overflowed = False
+        self._on_overflow = on_overflow
+
+    # asyncio.Queue's hooks for subclasses (as LifoQueue and PriorityQueue use them)
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self.queued += _size(item)
+        if self.budget and self.queued > self.budget and not self.overflowed:
+            self.overflowed = True
+            self._on_overflow()
+
+    def _get(self) -> Any:
+        item = super()._get()
+        self.queued -= _size(item)
+        return item
+
+
+def _size(item: Any) -> int:
+    data = getattr(item, "data", None)
+    return len(data) if isinstance(data, str | bytes) else 1
+
+
 class _WebSocket(aiohttp_driver.WebSocket):
     """The aiohttp driver's websocket without permessage-deflate."""
 
@@ -66,6 +111,10 @@ class _WebSocket(aiohttp_driver.WebSocket):
             max_msg_size=self.server.max_http_buffer_size, compress=self.compress
         )
         await self._sock.prepare(request)
+        # The handler is the Engine.IO socket's bound _websocket_handler.
+        owner = getattr(self.handler, "__self__", None)
+        if isinstance(owner, async_socket.AsyncSocket) and request.transport is not None:
+            _TRANSPORTS[owner] = request.transport
         self.environ = environ
         await self.handler(self)
         return self._sock
@@ -104,12 +153,20 @@ def _translate_request(request: web.Request) -> dict[str, Any]:
     return environ
 
 
-def install(eio: engineio.AsyncServer, *, deflate: bool) -> None:
-    """Give ``eio`` (aiohttp mode) the drivers above."""
+def install(
+    eio: engineio.AsyncServer,
+    *,
+    deflate: bool,
+    send_budget: int = 0,
+    on_overflow: Callable[[], None] = lambda: None,
+) -> None:
+    """Give ``eio`` (aiohttp mode) the drivers above, and packet queues that
+    call ``on_overflow`` past ``send_budget`` characters (0: never)."""
     drivers: dict[str, Any] = eio._async
     if (
         drivers.get("websocket") is not aiohttp_driver.WebSocket
         or drivers.get("translate_request") is not aiohttp_driver.translate_request
+        or type(eio).create_queue is not engineio.AsyncServer.create_queue
     ):
         raise RuntimeError(
             "python-engineio's aiohttp driver table changed: see signaling/engineio_fence.py"
@@ -120,6 +177,41 @@ def install(eio: engineio.AsyncServer, *, deflate: bool) -> None:
         "websocket": _DeflateWebSocket if deflate else _WebSocket,
         "translate_request": _translate_request,
     }
+
+    # Each socket's queue comes from the server's create_queue() (BaseSocket.__init__).
+    def create_queue(*args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
+        if args or kwargs:  # not a socket's queue
+            return asyncio.Queue(*args, **kwargs)
+        return CountingQueue(send_budget, on_overflow)
+
+    eio.create_queue = create_queue
+
+
+def queued(eio: engineio.AsyncServer, sid: str) -> int:
+    """Characters of packet data waiting to be sent to ``sid``."""
+    socket = eio.sockets.get(sid)
+    queue = None if socket is None else socket.queue
+    return queue.queued if isinstance(queue, CountingQueue) else 0
+
+
+def overflowed(eio: engineio.AsyncServer) -> list[str]:
+    """The connections whose queue went over its budget."""
+    return [
+        sid
+        for sid, socket in list(eio.sockets.items())
+        if isinstance(socket.queue, CountingQueue) and socket.queue.overflowed
+    ]
+
+
+async def abort_now(eio: engineio.AsyncServer, sid: str) -> bool:
+    """``close_now``, and drop the TCP connection of a websocket: its writer
+    may be blocked on a client that reads nothing. False if already closed."""
+    socket = eio.sockets.get(sid)
+    closed = await close_now(eio, sid)
+    transport = None if socket is None else _TRANSPORTS.pop(socket, None)
+    if transport is not None:
+        transport.abort()
+    return closed
 
 
 async def close_now(eio: engineio.AsyncServer, sid: str) -> bool:

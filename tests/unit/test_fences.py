@@ -11,6 +11,7 @@ permessage-deflate again. The behaviour itself is tested against real servers
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import textwrap
@@ -111,6 +112,54 @@ def test_a_client_close_leaves_a_pending_poll_waiting_unless_released() -> None:
         "reason=self.server.reason.CLIENT_DISCONNECT)"
     ) in flat(eio_socket.AsyncSocket.receive)
     assert "if not abort:" in flat(eio_socket.AsyncSocket.close)
+
+
+def test_each_socket_queue_comes_from_create_queue() -> None:
+    """The send budget (F3): install swaps the server's ``create_queue`` for
+    one that makes counting queues, which every socket gets its queue from."""
+    from engineio import base_socket
+
+    assert "self.queue = self.server.create_queue()" in flat(base_socket.BaseSocket.__init__)
+    assert "return asyncio.Queue(*args, **kwargs)" in flat(eio_server.AsyncServer.create_queue)
+    eio = engineio.AsyncServer(async_mode="aiohttp")
+    install(eio, deflate=False, send_budget=10)
+    assert isinstance(eio.create_queue(), engineio_fence.CountingQueue)
+    assert type(eio.create_queue(5)) is asyncio.Queue
+    with pytest.raises(RuntimeError, match="driver table changed"):
+        install(eio, deflate=False)  # twice: create_queue is no longer the library's
+
+
+def test_the_websocket_writer_takes_packets_through_the_queue() -> None:
+    """A socket's packets wait in its queue until its writer (websocket) or a
+    poll (long polling) takes them: what the budget counts."""
+    assert "await self.queue.put(pkt)" in flat(eio_socket.AsyncSocket.send)
+    handler = flat(eio_socket.AsyncSocket._websocket_handler)
+    assert "packets = await self.poll()" in handler
+    assert "await ws.send(pkt.encode())" in handler
+
+
+def test_the_websocket_driver_is_handed_the_sockets_bound_handler() -> None:
+    """``abort_now`` finds a websocket's TCP transport through the driver's
+    ``handler``, the Engine.IO socket's bound ``_websocket_handler``."""
+    assert "self.handler = handler" in flat(aiohttp_driver.WebSocket.__init__)
+    assert "self._websocket_handler, self.server)" in flat(
+        eio_socket.AsyncSocket._upgrade_websocket
+    )
+
+
+async def test_a_counting_queue_counts_and_calls_once_past_its_budget() -> None:
+    calls: list[int] = []
+    queue = engineio_fence.CountingQueue(10, lambda: calls.append(1))
+    queue.put_nowait(EngineIOPacket(4, data="abcdef"))
+    assert (queue.queued, calls) == (6, [])
+    queue.put_nowait(EngineIOPacket(4, data="ghijkl"))
+    assert (queue.queued, calls, queue.overflowed) == (12, [1], True)
+    queue.put_nowait(EngineIOPacket(4, data="x"))
+    assert calls == [1]
+    queue.get_nowait()
+    assert queue.queued == 7
+    queue.put_nowait(None)
+    assert queue.queued == 8
 
 
 def test_text_the_fence_lets_through_decodes_without_raising() -> None:
