@@ -94,9 +94,19 @@ class CallTimers:
         ``changed``: this process just changed the call, so the other
         processes (if any) are told to arm it too.
         """
-        if changed and self._announce_change is not None:
-            self._announce_change(call)
         deadline = next_deadline(call)
+        # The others need to hear of a change that moves their job: a presence
+        # change inside the window (same closes_at) does not.
+        if (
+            changed
+            and self._announce_change is not None
+            and (
+                deadline is None
+                or call.state in IN_CALL_STATES
+                or self._armed.get(call.id) != deadline
+            )
+        ):
+            self._announce_change(call)
         if deadline is None:
             if self._armed.pop(call.id, None) is not None:
                 with contextlib.suppress(JobLookupError):
