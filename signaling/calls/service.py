@@ -313,10 +313,13 @@ class CallService:
         except MediaUnavailableError as exc:
             raise ApiError("unavailable", str(exc)) from None
 
+        previous_call = self._joined.get(sid)
+        if previous_call is not None and previous_call.call_id != call_id:
+            # Before taking this call's lock: holding one call's lock while
+            # waiting for another's could deadlock with a connection crossing
+            # the other way.
+            await self._depart(sid, previous_call, "left")
         async with self._presence.lock(call_id):
-            previous_call = self._joined.get(sid)
-            if previous_call is not None and previous_call.call_id != call_id:
-                await self._depart(sid, previous_call, "left")
             call = self._held.get(call_id, call)
             partner_id = call.partner_of(user_id)
             replaced = await self._presence.enter(call_id, user_id, sid)

@@ -8,6 +8,7 @@ catches up with the same outcome, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -358,3 +359,28 @@ async def test_an_instant_never_runs_before_its_wall_clock_time() -> None:
     await asyncio.wait_for(done.wait(), 5)
     assert max(early) <= 0, max(early)
     await instants.close()
+
+
+async def test_two_connections_crossing_between_calls_do_not_deadlock(harness: Harness) -> None:
+    first = await harness.schedule()
+    second = await harness.schedule()
+    await harness.join("s1", "alice", first.id)
+    await harness.join("s2", "bob", second.id)
+    presence = harness.stores.presence
+    plain_lock = presence.lock
+
+    @contextlib.asynccontextmanager
+    async def lingering_lock(call_id: int) -> AsyncIterator[None]:
+        async with plain_lock(call_id):
+            await asyncio.sleep(0.01)  # as a Redis round trip would: others run meanwhile
+            yield
+
+    presence.lock = lingering_lock  # type: ignore[method-assign]
+    # Each moves to the call the other is leaving, at the same moment.
+    acks = await asyncio.wait_for(
+        asyncio.gather(harness.join("s1", "alice", second.id), harness.join("s2", "bob", first.id)),
+        2.0,
+    )
+    assert all(ack["ok"] for ack in acks)
+    assert await harness.stores.presence.members(first.id) == {"bob": "s2"}
+    assert await harness.stores.presence.members(second.id) == {"alice": "s1"}
