@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from persistence.calls import CallStore, NotificationStore, is_due
 from persistence.chat import (
     ChatMessage,
@@ -131,7 +133,9 @@ class MemoryPresenceStore(PresenceStore):
     def __init__(self) -> None:
         self._members: dict[int, dict[str, str]] = {}
         self._connected: dict[int, set[str]] = {}
-        self._held: dict[tuple[int, str], deque[dict[str, Any]]] = {}
+        #: (call, recipient) -> (sender, weight, message), oldest first
+        self._held: dict[tuple[int, str], deque[tuple[str, int, dict[str, Any]]]] = {}
+        self._held_bytes: dict[str, int] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
     def lock(self, call_id: int) -> asyncio.Lock:
@@ -166,22 +170,50 @@ class MemoryPresenceStore(PresenceStore):
     async def reset_connected(self, call_id: int) -> None:
         self._connected.pop(call_id, None)
 
-    async def hold(self, call_id: int, recipient: str, message: dict[str, Any], limit: int) -> bool:
+    async def hold(
+        self,
+        call_id: int,
+        recipient: str,
+        message: dict[str, Any],
+        limit: int,
+        *,
+        sender: str = "",
+        max_bytes: int = 0,
+    ) -> bool:
         queue = self._held.setdefault((call_id, recipient), deque())
         if len(queue) >= limit:
             return False
-        queue.append(message)
+        weight = len(orjson.dumps(message))
+        total = self._held_bytes.get(sender, 0) + weight
+        if max_bytes and total > max_bytes:
+            return False
+        queue.append((sender, weight, message))
+        self._held_bytes[sender] = total
         return True
 
+    async def held_bytes(self, sender: str) -> int:
+        return self._held_bytes.get(sender, 0)
+
     async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
-        return list(self._held.pop((call_id, recipient), ()))
+        return self._drop_held((call_id, recipient))
+
+    def _drop_held(self, key: tuple[int, str]) -> list[dict[str, Any]]:
+        messages = []
+        for sender, weight, message in self._held.pop(key, ()):
+            left = self._held_bytes.get(sender, 0) - weight
+            if left > 0:
+                self._held_bytes[sender] = left
+            else:
+                self._held_bytes.pop(sender, None)
+            messages.append(message)
+        return messages
 
     async def clear(self, call_id: int, users: Iterable[str]) -> None:
         self._members.pop(call_id, None)
         self._connected.pop(call_id, None)
         self._locks.pop(call_id, None)
         for key in [k for k in self._held if k[0] == call_id]:
-            del self._held[key]
+            self._drop_held(key)
 
 
 class MemoryRoomStore(RoomStore):

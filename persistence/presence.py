@@ -46,18 +46,35 @@ class PresenceStore(abc.ABC):
         """A new negotiation starts: nobody is connected any more."""
 
     @abc.abstractmethod
-    async def hold(self, call_id: int, recipient: str, message: dict[str, Any], limit: int) -> bool:
+    async def hold(
+        self,
+        call_id: int,
+        recipient: str,
+        message: dict[str, Any],
+        limit: int,
+        *,
+        sender: str = "",
+        max_bytes: int = 0,
+    ) -> bool:
         """Queue a signal for an absent user; ``False`` (nothing stored) when
-        ``limit`` messages are already waiting."""
+        ``limit`` messages are already waiting for them in this call, or when
+        what ``sender`` has held, in every call together, would pass
+        ``max_bytes`` (0: no byte cap). A message counts its JSON length."""
+
+    @abc.abstractmethod
+    async def held_bytes(self, sender: str) -> int:
+        """What ``sender``'s held signals weigh, in every call together."""
 
     @abc.abstractmethod
     async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
-        """Take every held signal for the user, oldest first."""
+        """Take every held signal for the user, oldest first (their weight
+        leaves their senders' totals)."""
 
     @abc.abstractmethod
     async def clear(self, call_id: int, users: Iterable[str]) -> None:
         """Forget everything about the call (it is over); ``users`` are its
-        participants (whose held signals go too)."""
+        participants (whose held signals go too, and leave their senders'
+        totals)."""
 
     async def ping(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Raise if the backend does not answer."""

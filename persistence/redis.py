@@ -19,12 +19,23 @@ _LOCK_TIMEOUT_S = 10.0
 #: How often a waiter for another process's lock polls (redis-py's default is 0.1 s).
 _LOCK_POLL_S = 0.005
 
-# RPUSH only while the queue is shorter than the limit, atomically.
+# RPUSH only while the queue is shorter than the limit and the sender's
+# total (KEYS[2]) stays within its cap, atomically; the total grows by the weight.
 _HOLD = """
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+local most = tonumber(ARGV[5])
+local total = tonumber(redis.call('GET', KEYS[2]) or '0') + tonumber(ARGV[4])
+if most > 0 and total > most then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('INCRBY', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
+"""
+# DECRBY a sender's total, deleting it once nothing is left.
+_UNWEIGH = """
+if redis.call('DECRBY', KEYS[1], ARGV[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 0
 """
 # HDEL only if the field still holds this connection id.
 _LEAVE = """
@@ -48,12 +59,14 @@ def blocking_pool(
 
 class RedisPresenceStore(PresenceStore):
     """Keys per call: ``…:members`` (hash user -> sid), ``…:connected`` (set),
-    ``…:held:<user>`` (list of JSON signals), ``…:lock`` (redis-py lock)."""
+    ``…:held:<user>`` (list of JSON ``[sender, signal]``), ``…:lock`` (redis-py
+    lock); per sender ``…:held_bytes:<user>`` (what they hold in every call)."""
 
     def __init__(self, client: Redis, prefix: str = "giftcall") -> None:
         self._redis = client
         self._prefix = prefix
         self._hold = client.register_script(_HOLD)
+        self._unweigh = client.register_script(_UNWEIGH)
         self._leave = client.register_script(_LEAVE)
         #: per-call local locks in front of the Redis one, with their users
         self._local: dict[int, tuple[asyncio.Lock, int]] = {}
@@ -118,23 +131,58 @@ class RedisPresenceStore(PresenceStore):
     async def reset_connected(self, call_id: int) -> None:
         await self._redis.delete(self._key(call_id, "connected"))
 
-    async def hold(self, call_id: int, recipient: str, message: dict[str, Any], limit: int) -> bool:
+    def _weight_key(self, sender: str) -> str:
+        return f"{self._prefix}:held_bytes:{sender}"
+
+    async def hold(
+        self,
+        call_id: int,
+        recipient: str,
+        message: dict[str, Any],
+        limit: int,
+        *,
+        sender: str = "",
+        max_bytes: int = 0,
+    ) -> bool:
         key = self._key(call_id, f"held:{recipient}")
-        stored = await self._hold(keys=[key], args=[orjson.dumps(message).decode(), limit, _TTL_S])
+        weight = len(orjson.dumps(message))
+        item = orjson.dumps([sender, message]).decode()
+        stored = await self._hold(
+            keys=[key, self._weight_key(sender)],
+            args=[item, limit, _TTL_S, weight, max_bytes],
+        )
         return bool(stored)
 
+    async def held_bytes(self, sender: str) -> int:
+        return int(await self._redis.get(self._weight_key(sender)) or 0)
+
     async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
-        key = self._key(call_id, f"held:{recipient}")
+        return await self._take_held([self._key(call_id, f"held:{recipient}")])
+
+    async def _take_held(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Take (read and delete, atomically) the held lists, then lower
+        their senders' totals; returns the signals, list by list."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)
-            items, _ = await pipe.execute()
-        return [orjson.loads(item) for item in items]
+            for key in keys:
+                pipe.lrange(key, 0, -1)
+            pipe.delete(*keys)
+            *lists, _ = await pipe.execute()
+        weights: dict[str, int] = {}
+        messages = []
+        for items in lists:
+            for item in items:
+                sender, message = orjson.loads(item)
+                weights[sender] = weights.get(sender, 0) + len(orjson.dumps(message))
+                messages.append(message)
+        for sender, weight in weights.items():
+            await self._unweigh(keys=[self._weight_key(sender)], args=[weight])
+        return messages
 
     async def clear(self, call_id: int, users: Iterable[str]) -> None:
         # Named keys, no SCAN (which walks the whole keyspace); the lock key
         # is left alone: its holder releases it.
-        parts = ["members", "connected", *(f"held:{user}" for user in users)]
+        await self._take_held([self._key(call_id, f"held:{user}") for user in users])
+        parts = ["members", "connected"]
         await self._redis.delete(*(self._key(call_id, part) for part in parts))
 
     async def ping(self) -> None:

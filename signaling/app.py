@@ -131,6 +131,7 @@ def call_rules(settings: Settings) -> CallRules:
         notify_before_s=settings.notify_before_s,
         join_grace_s=settings.join_grace_s,
         signal_queue_max=settings.signal_queue_max,
+        held_bytes_max=settings.held_bytes_max,
         ice_servers=settings.ice_servers,
         ice_servers_for=IceServerProvider.from_settings(settings).for_user,
     )

@@ -49,6 +49,8 @@ class Settings:
     #: how long after an in-call instant another process takes a call over
     takeover_s: float = 0.25
     signal_queue_max: int = 64
+    #: bytes of signals one user may have held for absent partners, every call together (F5)
+    held_bytes_max: int = 1024 * 1024
     log_level: str = "INFO"
     #: permessage-deflate on websockets (off: it costs two zlib contexts per socket)
     ws_deflate: bool = False
@@ -180,6 +182,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for var, attr in QUOTA_SETTINGS.items():
         if raw := get(var):
             values[attr] = _integer(var, raw, minimum=0, maximum=1_000_000)
+    if raw := get("HELD_BYTES_MAX"):
+        values["held_bytes_max"] = _integer("HELD_BYTES_MAX", raw, minimum=0, maximum=2**40)
     if raw := get("SEND_BUDGET"):
         values["send_budget"] = _integer("SEND_BUDGET", raw, minimum=0, maximum=2**40)
     if raw := get("DEV"):

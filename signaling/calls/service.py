@@ -75,6 +75,8 @@ class CallRules:
     notify_before_s: float = 300.0
     join_grace_s: float = 600.0
     signal_queue_max: int = 64
+    #: bytes of signals one user may have held for absent partners, every call together
+    held_bytes_max: int = 0
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: the join ack's ice_servers for one user (TURN credentials); None: ice_servers as is
     ice_servers_for: Callable[[str], list[dict[str, Any]]] | None = None
@@ -722,8 +724,18 @@ class CallService:
             self.forget(call_id)
             raise ApiError("ended", "the call is over")
         limit = self.rules.signal_queue_max
-        if not await self._presence.hold(call_id, recipient, message, limit):
-            raise ApiError("rate_limited", "your partner is away and their signal queue is full")
+        if not await self._presence.hold(
+            call_id,
+            recipient,
+            message,
+            limit,
+            sender=message["from"],
+            max_bytes=self.rules.held_bytes_max,
+        ):
+            raise ApiError(
+                "rate_limited",
+                "your partner is away and their signal queue (or what you hold) is full",
+            )
         self._metrics.signals_queued.inc()
 
     async def _replace(self, old_sid: str, call_id: int) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from persistence.memory import MemoryPresenceStore
@@ -105,6 +106,37 @@ async def test_held_signals_come_back_in_order_once_and_are_bounded(
     assert await presence.release(1, "bob") == [{"n": n, "sdp": "v=0"} for n in range(3)]
     assert await presence.release(1, "bob") == []
     assert await presence.release(1, "alice") == [{"n": 0}]
+
+
+async def test_held_signals_are_capped_in_bytes_per_sender_across_calls(
+    presence: PresenceStore,
+) -> None:
+    """F5: a sender's held signals weigh their JSON length, summed over every
+    call; past ``max_bytes`` nothing more is held until some are released."""
+    signal = {"from": "mallory", "sdp": "x" * 90}
+    weight = len(orjson.dumps(signal))
+    for call_id in (1, 2, 3):
+        assert await presence.hold(
+            call_id, f"ghost{call_id}", signal, 64, sender="mallory", max_bytes=3 * weight
+        )
+    assert await presence.held_bytes("mallory") == 3 * weight
+    # A fourth call's partner is not the same user, but the sender is.
+    assert not await presence.hold(4, "ghost4", signal, 64, sender="mallory", max_bytes=3 * weight)
+    # Someone else is not affected, and without a cap nothing is refused.
+    other = {"from": "alice", "sdp": "y"}
+    assert await presence.hold(4, "bob", other, 64, sender="alice", max_bytes=3 * weight)
+    assert await presence.hold(4, "ghost4", signal, 64, sender="mallory")
+    assert await presence.held_bytes("mallory") == 4 * weight
+    # A release and a clear give the weight back.
+    assert await presence.release(1, "ghost1") == [signal]
+    await presence.clear(2, ("mallory", "ghost2"))
+    assert await presence.held_bytes("mallory") == 2 * weight
+    await presence.clear(3, ("mallory", "ghost3"))
+    assert await presence.release(4, "ghost4") == [signal]
+    assert await presence.held_bytes("mallory") == 0
+    assert await presence.held_bytes("alice") == len(orjson.dumps(other))
+    assert await presence.release(4, "bob") == [other]
+    assert await presence.held_bytes("alice") == 0
 
 
 async def test_clear_forgets_connected_flags_and_held_signals(presence: PresenceStore) -> None:

@@ -218,3 +218,36 @@ async def test_redis_storage_holds_across_processes(lab: Lab) -> None:
     status, body, _ = await post(two, "/api/gifts", "spammer", gift)
     assert status == 429
     assert_rate_limited(body)
+
+
+async def test_held_signals_are_capped_in_bytes_per_user_across_calls(lab: Lab) -> None:
+    """F5: signals held for absent (here made-up) partners count against their
+    sender, every call together, not 64 per call."""
+    server = await lab.start(held_bytes_max=10_000)
+    mallory = await lab.connect(server, "mallory")
+    first = await server.schedule("mallory", "ghost1", 1)
+    second = await server.schedule("mallory", "ghost2", 1)
+    sdp = "v=0 " + "s" * 4_000
+    await mallory.join(first["id"])
+    for _ in range(2):
+        ack = await mallory.emit("signal", {"call_id": first["id"], "type": "offer", "sdp": sdp})
+        assert ack == {"ok": True}, ack
+    await mallory.join(second["id"])  # leaves the first; what it holds stays held
+    ack = await mallory.emit("signal", {"call_id": second["id"], "type": "offer", "sdp": sdp})
+    assert ack["ok"] is False and ack["error"]["code"] == "rate_limited", ack
+    # Small enough to fit: still held.
+    small = {"call_id": second["id"], "type": "offer", "sdp": "v=0 small"}
+    assert await mallory.emit("signal", small) == {"ok": True}
+    # Another user holds as before.
+    alice = await lab.connect(server, "alice")
+    call = await server.schedule("alice", "bob", 1)
+    await alice.join(call["id"])
+    ack = await alice.emit("signal", {"call_id": call["id"], "type": "offer", "sdp": sdp})
+    assert ack == {"ok": True}, ack
+    # The ghost who comes back gets what was held, and the weight is freed.
+    ghost = await lab.connect(server, "ghost1")
+    await ghost.join(first["id"])
+    assert len(await ghost.wait_for("signal", 2)) == 2
+    await mallory.join(second["id"])
+    ack = await mallory.emit("signal", {"call_id": second["id"], "type": "offer", "sdp": sdp})
+    assert ack == {"ok": True}, ack
