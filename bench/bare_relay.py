@@ -6,7 +6,7 @@ relays ``signal`` events and runs a zero-length countdown, so that
 with exactly the options the real server uses (orjson, ``async_handlers=False``
 on both the Socket.IO and the Engine.IO layer, uvloop when available).
 
-Event names and ack shapes follow /work/shared/PROTOCOL.md (namespace ``/call``):
+Event names and ack shapes follow docs/protocol.md (namespace ``/call``):
 
 * ``join {call_id}`` -> ``{ok, role: "waiting"|"offerer", partner_present}``;
   the waiting partner gets ``partner_joined {call_id, role: "answerer"}``.

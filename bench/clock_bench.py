@@ -15,7 +15,7 @@ stops them. Set-ups (``--setups``):
   (127.0.0.1:6379, a unique ``SIGNALING_REDIS_PREFIX``) behind HAProxy
   (``bench/haproxy.py``: ``balance url_param call_id``, so both users of a call
   reach the same process);
-- ``ref``: the Node reference server of ``../shared/anchors`` (``npm install`` in a
+- ``ref``: the Node reference server of ``bench/reference`` (``npm install`` in a
   temporary copy), in memory, numeric user ids.
 
 Our server runs with ``SIGNALING_COUNTDOWN_S=1 SIGNALING_CALL_LIMIT_S=3``, the
@@ -54,7 +54,7 @@ from loadgen_stats import cpu_seconds, rss_bytes
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-ANCHORS = REPO.parent / "shared" / "anchors"
+ANCHORS = BENCH / "reference"  # the Node reference server, kept in the repository
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 REDIS = ("127.0.0.1", 6379)
 SETUPS = ("sqlite", "mariadb", "cluster", "ref")
@@ -205,7 +205,7 @@ def setup_cluster(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
 
 def reference_dir(folder: Path, args: argparse.Namespace) -> Path:
     """The Node reference with its node_modules: --ref-dir if it has them, else a copy
-    of ../shared/anchors in ``folder`` with ``npm install`` run there."""
+    of bench/reference in ``folder`` with ``npm install`` run there."""
     if args.ref_dir and (args.ref_dir / "node_modules" / "socket.io").is_dir():
         return Path(args.ref_dir)
     target = Path(args.ref_dir) if args.ref_dir else folder / "anchors"
