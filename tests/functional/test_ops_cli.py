@@ -189,6 +189,21 @@ async def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     assert not (tmp_path / "db.sqlite3").exists()
 
 
+async def test_serve_refuses_a_secret_under_32_bytes(tmp_path: Path) -> None:
+    """F11: ``SIGNALING_JWT_SECRET=a`` no longer starts a server."""
+    code, _out, err = await run_cli(
+        "serve",
+        env=clean_env(
+            SIGNALING_PORT=str(free_port()),
+            SIGNALING_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}",
+            SIGNALING_JWT_SECRET="a",
+        ),
+    )
+    assert code == 2, err
+    assert "SIGNALING_JWT_SECRET must be at least 32 bytes" in err
+    assert not (tmp_path / "db.sqlite3").exists()
+
+
 @contextlib.asynccontextmanager
 async def serve_dev(tmp_path: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
     proc = await asyncio.create_subprocess_exec(

@@ -181,3 +181,14 @@ def test_quota_settings_are_parsed_and_zero_turns_one_off() -> None:
     ) == (3, 0, 7, 9, 4, 2)
     with pytest.raises(ConfigError, match="SIGNALING_CHAT_PER_S"):
         load_settings({**BASE, "SIGNALING_CHAT_PER_S": "-1"})
+
+
+@pytest.mark.parametrize("secret", ["a", "x" * 31, "é" * 15])
+def test_a_short_jwt_secret_is_refused_outside_dev_mode(secret: str) -> None:
+    """F11: HS256 with a secret under 32 bytes does not start, except in dev mode."""
+    with pytest.raises(ConfigError, match="SIGNALING_JWT_SECRET must be at least 32 bytes"):
+        load_settings({"SIGNALING_JWT_SECRET": secret})
+    dev = load_settings({"SIGNALING_JWT_SECRET": secret, "SIGNALING_DEV": "1"})
+    assert dev.jwt_secret == secret and not dev.jwt_secret_generated
+    assert load_settings({"SIGNALING_JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
+    assert load_settings({"SIGNALING_JWT_SECRET": "é" * 16}).jwt_secret == "é" * 16
