@@ -225,12 +225,12 @@ def _validated(settings: Settings) -> Settings:
         )
     if settings.media == "openvidu" and not (settings.openvidu_url and settings.openvidu_secret):
         raise ConfigError(f"{PREFIX}MEDIA=openvidu needs {PREFIX}OPENVIDU_URL and _SECRET")
-    if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
-        if not settings.dev:
-            raise ConfigError(
-                f"{PREFIX}JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
-                f"(HS256 wants a key as long as its hash; {PREFIX}DEV=1 allows a shorter one)"
-            )
+    short = bool(settings.jwt_secret) and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES
+    if short and not settings.dev:
+        raise ConfigError(
+            f"{PREFIX}JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+            f"(HS256 wants a key as long as its hash; {PREFIX}DEV=1 allows a shorter one)"
+        )
     if not settings.jwt_secret:
         if not settings.dev:
             raise ConfigError(
