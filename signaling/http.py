@@ -58,7 +58,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         code = _CODE_BY_STATUS.get(exc.status, "invalid" if exc.status < 500 else "unavailable")
         request.app[METRICS].errors.labels(code).inc()
         status = exc.status if exc.status in (405, 413) else _status_for(code)
-        return fail(code, exc.reason or code, status)
+        response = fail(code, exc.reason or code, status)
+        if exc.status == 413:
+            response.force_close()  # the rest of the body is never read
+        return response
     except Exception:
         logger.exception(
             "%s %s failed",
@@ -100,10 +103,21 @@ def require_user(request: web.Request) -> str:
     return request.app[VERIFIER].user_from_header(request.headers.get("Authorization"))
 
 
+#: The largest REST body read, with or without ``Content-Length`` (F12).
+MAX_BODY_BYTES = 64 * 1024
+
+
 async def read_body(request: web.Request, model: type[Model]) -> Model:
-    if request.content_length is not None and request.content_length > 64 * 1024:
-        raise invalid("request body too large (64 KiB at most)")
-    raw = await request.read()
+    """The JSON object body as ``model``: ``413 invalid`` over 64 KiB, whether
+    announced by ``Content-Length`` or found while reading a chunked body."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise _too_large(request.content_length)
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large(len(body))
+    raw = bytes(body)
     try:
         data = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
@@ -114,6 +128,12 @@ async def read_body(request: web.Request, model: type[Model]) -> Model:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid(validation_message(exc)) from None
+
+
+def _too_large(size: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=MAX_BODY_BYTES, actual_size=size, reason="request body too large (64 KiB at most)"
+    )
 
 
 def is_ascii_number(raw: str) -> bool:

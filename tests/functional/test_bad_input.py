@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from signaling.calls.schemas import MAX_CANDIDATE, MAX_SDP
@@ -242,7 +244,7 @@ async def test_a_message_over_a_megabyte_harms_only_its_own_connection(
 async def test_a_rest_body_over_64_kib_is_invalid(server: RunningServer) -> None:
     body = {"partner_id": "bob", "scheduled_at": in_seconds(600), "padding": "p" * 70_000}
     status, answer = await server.request("POST", "/api/calls", "alice", json=body)
-    assert status == 400, answer
+    assert status == 413, answer
     assert_error(answer, "invalid")
     status, answer = await server.request(
         "POST", "/api/calls", "alice", data=io.BytesIO(b"{" * 2_000_000)
@@ -250,6 +252,32 @@ async def test_a_rest_body_over_64_kib_is_invalid(server: RunningServer) -> None
     assert status in (400, 413), answer
     assert_error(answer, "invalid")
     assert (await server.request("GET", "/api/health"))[0] == 200
+
+
+async def test_a_chunked_rest_body_over_64_kib_is_refused_unparsed(server: RunningServer) -> None:
+    """F12: without ``Content-Length`` the limit holds too: 413, and the body
+    (valid JSON here, so a parse would book the call) is never parsed."""
+    body = orjson.dumps(
+        {"partner_id": "bob", "scheduled_at": in_seconds(600), "padding": "p" * 900_000}
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 32 * 1024):
+            yield body[start : start + 32 * 1024]
+
+    status, answer = await server.request("POST", "/api/calls", "alice", data=chunks())
+    assert status == 413, answer
+    assert_error(answer, "invalid")
+    status, listed = await server.request("GET", "/api/calls", "alice")
+    assert status == 200 and listed["calls"] == [], listed
+    # A small chunked body is read as usual.
+    small = orjson.dumps({"partner_id": "bob", "scheduled_at": in_seconds(600)})
+
+    async def one_chunk() -> AsyncIterator[bytes]:
+        yield small
+
+    status, answer = await server.request("POST", "/api/calls", "alice", data=one_chunk())
+    assert status == 201, answer
 
 
 async def test_unknown_routes_and_methods_get_the_error_body(server: RunningServer) -> None:
