@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
@@ -21,6 +22,25 @@ MAX_ID = 2**53  # what a JavaScript client can represent exactly
 
 CallId = Annotated[int, Field(strict=True, gt=0, lt=MAX_ID)]
 UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+#: ISO 8601 date and time with a zone, in ASCII digits: ``2026-01-31T18:00:00Z``,
+#: ``2026-01-31T19:00:00.250+01:00``.
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}([.,]\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)",
+    re.ASCII,
+)
+
+
+def _iso_time(value: object) -> object:
+    # PROTOCOL: times are ISO 8601 strings with a zone; pydantic's lax mode
+    # would also take epoch seconds, as a number or as a string of digits.
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(value):
+        raise ValueError("must be an ISO 8601 string with a zone, e.g. 2026-01-31T18:00:00Z")
+    return value
+
+
+#: A point in time on the wire (``scheduled_at``): the one rule for every payload.
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
 
 
 class _Strict(BaseModel):
@@ -65,15 +85,7 @@ class ScheduleCall(_Strict):
     model_config = ConfigDict(strict=False, extra="forbid", frozen=True)
 
     partner_id: UserId
-    scheduled_at: AwareDatetime
-
-    @field_validator("scheduled_at", mode="before")
-    @classmethod
-    def _time_is_a_string(cls, value: object) -> object:
-        # PROTOCOL: times are ISO 8601 strings; lax mode would take epoch numbers.
-        if not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 string with a zone, e.g. 2026-01-31T18:00:00Z")
-        return value
+    scheduled_at: IsoTime
 
     @model_validator(mode="before")
     @classmethod

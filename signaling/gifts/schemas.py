@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from persistence.gifts import MAX_GIFT_MESSAGE
-from signaling.calls.schemas import UserId
+from signaling.calls.schemas import IsoTime, UserId
 
 
 class SendGift(BaseModel):
@@ -16,7 +16,7 @@ class SendGift(BaseModel):
     receiver_id: UserId
     kind: Literal["general", "special"]
     message: Annotated[str, Field(strict=True, max_length=MAX_GIFT_MESSAGE)]
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: IsoTime | None = None
 
     @model_validator(mode="before")
     @classmethod

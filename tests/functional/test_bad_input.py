@@ -290,3 +290,24 @@ async def test_unknown_routes_and_methods_get_the_error_body(server: RunningServ
     status, body = await server.request("GET", "/api/calls/" + "9" * 30, "alice")
     assert status in (400, 404), body
     assert body["ok"] is False and body["error"]["code"] in ("invalid", "not_found")
+
+
+@pytest.mark.parametrize(
+    "when", ["1796109290", 1796109290, 1796109290.5, "2030-01-01T00:00:00", "2030-01-01", ""]
+)
+async def test_scheduled_at_is_iso_8601_with_a_zone_or_invalid(
+    server: RunningServer, when: Any
+) -> None:
+    """F13: epoch seconds, as a string or a number, are refused like a naive
+    time, when booking a call and on a special gift alike."""
+    status, answer = await server.request(
+        "POST", "/api/calls", "alice", json={"partner_id": "bob", "scheduled_at": when}
+    )
+    assert status == 400, answer
+    assert_error(answer, "invalid")
+    gift = {"receiver_id": "bob", "kind": "special", "message": "", "scheduled_at": when}
+    status, answer = await server.request("POST", "/api/gifts", "alice", json=gift)
+    assert status == 400, answer
+    assert_error(answer, "invalid")
+    status, listed = await server.request("GET", "/api/calls", "alice")
+    assert status == 200 and listed["calls"] == [], listed
