@@ -53,10 +53,13 @@ async def test_a_whole_call_and_a_chat_on_mariadb(lab: Lab, database: ScratchDat
     state = await call_state(server, "bob", call_id)
     assert (state["state"], state["end_reason"]) == ("ended", "time_limit")
     stored = await query(
-        database, f"SELECT state, version, ended_at FROM calls WHERE id = {call_id}"
+        database,
+        f"SELECT state, version, started_at, ended_at FROM calls WHERE id = {call_id}",
     )
-    assert stored[0][0] == "ended" and stored[0][2] is not None
-    assert stored[0][1] >= 7  # open, waiting, connecting, countdown, live, ended
+    state_, version, started_at, ended_at = stored[0]
+    assert state_ == "ended" and started_at is not None and ended_at is not None
+    # Every step was written; steps that queued up together share one write.
+    assert version >= 4, stored
 
     room_id = await open_room(server, "alice", "bob")
     chat_alice = await ChatClient(server, "alice").connect()
