@@ -34,7 +34,7 @@ from signaling.edge import GuardedServer
 from signaling.errors import ApiError
 from signaling.gifts import routes as gift_routes
 from signaling.gifts.service import GiftService
-from signaling.http import cors_middleware_for, error_middleware
+from signaling.http import cors_middleware_for, error_middleware, security_headers
 from signaling.ice import IceServerProvider
 from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, VERIFIER
 from signaling.metrics import Metrics
@@ -192,6 +192,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.cors_origins:
         middlewares.insert(0, cors_middleware_for(settings.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_MESSAGE_BYTES)
+    app.on_response_prepare.append(security_headers)
     metrics = Metrics()
     verifier = TokenVerifier(settings.jwt_secret)
     app[SETTINGS] = settings
