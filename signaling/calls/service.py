@@ -629,7 +629,16 @@ class CallService:
     def _run_clock(
         self, call_id: int, at: datetime, kind: str, action: Callable[[], Awaitable[None]]
     ) -> None:
-        self._instants.arm(call_id, at, kind, action)
+        async def meet() -> None:
+            try:
+                await action()
+            except Exception:
+                # Let go, so the database timers (the sweep) apply the instant.
+                self._stop_clock(call_id)
+                self._held.pop(call_id, None)
+                raise
+
+        self._instants.arm(call_id, at, kind, meet)
         self._clocked.add(call_id)
         if self._claims is not None:
             held = self._held.get(call_id)

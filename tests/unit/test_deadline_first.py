@@ -384,3 +384,27 @@ async def test_two_connections_crossing_between_calls_do_not_deadlock(harness: H
     assert all(ack["ok"] for ack in acks)
     assert await harness.stores.presence.members(first.id) == {"bob": "s2"}
     assert await harness.stores.presence.members(second.id) == {"alice": "s1"}
+
+
+async def test_an_instant_that_fails_hands_the_call_to_the_database_timers(
+    harness: Harness,
+) -> None:
+    call = await harness.schedule()
+    await harness.both_in(call.id)
+    await harness.connected("a1", call.id)
+    await harness.connected("b1", call.id)
+    await harness.outbox.wait_for("a1", "countdown")
+    assert await harness.service.runs_clock(call.id)
+    presence = harness.stores.presence
+    plain_members = presence.members
+
+    async def broken_members(call_id: int) -> dict[str, str]:
+        raise ConnectionError("presence went away")
+
+    presence.members = broken_members  # type: ignore[method-assign]
+    await asyncio.sleep(RULES.countdown_s + 0.1)
+    presence.members = plain_members  # type: ignore[method-assign]
+    assert "live" not in harness.outbox.events("a1")
+    # The clock let go: the database timers (the sweep) may act on the call now.
+    await harness.service.flush(call.id)
+    assert not await harness.service.runs_clock(call.id)
