@@ -22,7 +22,7 @@ from rtc_bridge.openvidu import OpenViduMedia
 from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
 from signaling import ops, questions, web_routes
-from signaling.auth import TokenVerifier
+from signaling.auth import Identity, TokenVerifier
 from signaling.calls import routes as call_routes
 from signaling.calls.namespace import CallNamespace, SocketOutbox
 from signaling.calls.service import CallRules, CallService
@@ -148,14 +148,14 @@ def quota_rules(settings: Settings) -> QuotaRules:
     )
 
 
-def socket_authenticator(verifier: TokenVerifier) -> Callable[[Any], str]:
+def socket_authenticator(verifier: TokenVerifier) -> Callable[[Any], Identity]:
     """The Socket.IO connect check: a refused connection's ``connect_error``
     carries PROTOCOL.md's ``unauthorized`` message and data."""
 
-    def authenticate(auth: Any) -> str:
+    def authenticate(auth: Any) -> Identity:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            return verifier.user_id(token)
+            return verifier.identity(token)
         except ApiError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
                 "unauthorized", {"code": "unauthorized", "message": exc.message}
@@ -222,7 +222,7 @@ async def run_services(
     *,
     settings: Settings,
     sio: GuardedServer,
-    authenticate: Callable[[Any], str],
+    authenticate: Callable[[Any], Identity],
 ) -> AsyncIterator[None]:
     """Start stores, services and timers in order; stop them in reverse."""
     metrics = app[METRICS]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import jwt
 
 from signaling.errors import ApiError, unauthorized
 
 _MAX_USER_ID = 64
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a valid token names, and until when (``exp``, seconds since the epoch)."""
+
+    user_id: str
+    expires_at: float
 
 
 class TokenVerifier:
@@ -18,6 +27,9 @@ class TokenVerifier:
         self._secret = secret
 
     def user_id(self, token: object) -> str:
+        return self.identity(token).user_id
+
+    def identity(self, token: object) -> Identity:
         # A JWT is ASCII (base64url and dots); anything else, a lone surrogate
         # or an undecodable header byte included, is refused before PyJWT,
         # which would raise on encoding it.
@@ -34,7 +46,8 @@ class TokenVerifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub or len(sub) > _MAX_USER_ID:
             raise unauthorized("token subject must be a user id string")
-        return sub
+        # PyJWT checked that exp is a number (an int or a float).
+        return Identity(sub, float(claims["exp"]))
 
     def user_from_header(self, header: str | None) -> str:
         if not header or not header.startswith("Bearer "):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from engineio.payload import Payload
 from pydantic import ValidationError
 from socketio import packet
 
+from signaling.auth import Identity
 from signaling.engineio_fence import (
     POLLING_BODY,
     abort_now,
@@ -65,7 +67,7 @@ class GuardedServer(FencedServer):
     def __init__(
         self,
         *,
-        authenticate: Callable[[Any], str] | None = None,
+        authenticate: Callable[[Any], Identity] | None = None,
         auth_timeout_s: float = 10.0,
         ws_deflate: bool = False,
         send_budget: int = 0,
@@ -257,7 +259,7 @@ class UnknownNamespace(socketio.AsyncNamespace):
     caller without a token learns nothing, ``not_found`` otherwise (without
     ``authenticate``, always ``unauthorized``)."""
 
-    def __init__(self, authenticate: Callable[[Any], str] | None) -> None:
+    def __init__(self, authenticate: Callable[[Any], Identity] | None) -> None:
         super().__init__("*")
         self._authenticate = authenticate
 
@@ -321,7 +323,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
         self,
         namespace: str,
         metrics: Metrics,
-        authenticate: Callable[[Any], str],
+        authenticate: Callable[[Any], Identity],
         users: dict[str, str] | None = None,
         quotas: Quotas | None = None,
     ) -> None:
@@ -330,6 +332,9 @@ class GuardedNamespace(socketio.AsyncNamespace):
         self._quotas = quotas
         self._authenticate = authenticate
         self._users: dict[str, str] = {} if users is None else users
+        #: sid -> the timer that disconnects it when its token expires
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
+        self._expiring: set[asyncio.Task[Any]] = set()
         self._events: dict[str, Handler] = {
             name[3:]: getattr(self, name)
             for name in dir(self)
@@ -337,7 +342,8 @@ class GuardedNamespace(socketio.AsyncNamespace):
         }
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        user_id = self._authenticate(auth)  # raises ConnectionRefusedError
+        identity = self._authenticate(auth)  # raises ConnectionRefusedError
+        user_id = identity.user_id
         if self._quotas is not None:
             try:
                 self._quotas.admit_connection(self.namespace, user_id)
@@ -347,6 +353,10 @@ class GuardedNamespace(socketio.AsyncNamespace):
                     exc.code, exc.to_body()["error"]
                 ) from None
         self._users[sid] = user_id
+        # A connection lives no longer than its token: out of the namespace at exp.
+        self._expiries[sid] = asyncio.get_running_loop().call_later(
+            max(0.0, identity.expires_at - time.time()), self._expire, sid
+        )
         await self.enter_room(sid, user_room(user_id))
         self._metrics.connections.labels(self.namespace).inc()
 
@@ -358,12 +368,30 @@ class GuardedNamespace(socketio.AsyncNamespace):
             eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
             if eio_sid is not None:
                 server.expect_namespace(eio_sid)
+        expiry = self._expiries.pop(sid, None)
+        if expiry is not None:
+            expiry.cancel()
         user_id = self._users.pop(sid, None)
         if user_id is not None:
             if self._quotas is not None:
                 self._quotas.release_connection(self.namespace, user_id)
             self._metrics.connections.labels(self.namespace).dec()
             await self.disconnected(sid)
+
+    def _expire(self, sid: str) -> None:
+        """The connection's token expired: disconnect it from this namespace
+        (the client sees an ``io server disconnect``; it reconnects with a new
+        token). Its Engine.IO connection then has the namespace timeout."""
+        self._expiries.pop(sid, None)
+        if sid not in self._users:
+            return
+        logger.info(
+            "connection closed: token expired",
+            extra={"event": "socket.token_expired", "namespace": self.namespace},
+        )
+        task = asyncio.ensure_future(self.disconnect(sid))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
 
     async def disconnected(self, sid: str) -> None:
         """A connection that was accepted is gone (after it left ``users``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from signaling.auth import Identity
 from signaling.calls.schemas import CallRef, Signal
 from signaling.calls.service import CallService
 from signaling.edge import OK, GuardedNamespace, GuardedServer, user_room
@@ -35,7 +36,7 @@ class CallNamespace(GuardedNamespace):
     def __init__(
         self,
         service: CallService,
-        authenticate: Callable[[Any], str],
+        authenticate: Callable[[Any], Identity],
         metrics: Metrics,
         quotas: Quotas | None = None,
     ) -> None:

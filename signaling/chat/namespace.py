@@ -7,6 +7,7 @@ from typing import Any
 
 import socketio
 
+from signaling.auth import Identity
 from signaling.chat.schemas import MAX_SYNC, ReadRequest, SendMessage, SyncRequest
 from signaling.chat.service import ChatService
 from signaling.edge import OK, GuardedNamespace, user_room
@@ -39,7 +40,7 @@ class ChatNamespace(GuardedNamespace):
     def __init__(
         self,
         service: ChatService,
-        authenticate: Callable[[Any], str],
+        authenticate: Callable[[Any], Identity],
         metrics: Metrics,
         quotas: Quotas | None = None,
     ) -> None:

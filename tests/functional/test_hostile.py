@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 import socketio
 
 from signaling.webhooks.openvidu import PATH as WEBHOOK_PATH
 from signaling.webhooks.openvidu import SECRET_HEADER
 from tests.functional.conftest import Lab, StdJsonPacket, assert_error, refused_connect
-from tests.support import RunningServer
+from tests.support import Client, RunningServer
 
 PAYLOAD_LIMIT = 1_000_000
 #: How long the tests' servers let a connection stay outside every namespace.
@@ -532,3 +533,30 @@ async def test_garbage_gets_an_ack_or_closes_only_its_connection(
     other = await RawSocket.open(stack, server)
     await other.connect("/call", {"token": server.token("bo")})
     await other.still_open()
+
+
+async def test_a_connection_lives_no_longer_than_its_token(server: RunningServer) -> None:
+    """F15: at the token's ``exp`` the server disconnects the connection from
+    its namespace (its call sees it leave); a fresh token connects again."""
+    call = await server.schedule("alice", "bob", 1)
+    short = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 2}, server.settings.jwt_secret, "HS256"
+    )
+    alice = await Client(server, "alice").connect(short)
+    bob = await Client(server, "bob").connect()
+    try:
+        assert (await alice.emit("join", {"call_id": call["id"]}))["ok"] is True
+        assert (await bob.emit("join", {"call_id": call["id"]}))["ok"] is True
+        left = await bob.wait_for("partner_left", timeout=5)
+        assert left[0]["call_id"] == call["id"], left
+        for _ in range(50):
+            if not alice.sio.namespaces:
+                break
+            await asyncio.sleep(0.05)
+        assert not alice.sio.namespaces, "the expired connection is still in /call"
+        again = await Client(server, "alice").connect()
+        assert (await again.emit("join", {"call_id": call["id"]}))["ok"] is True
+        await again.close()
+    finally:
+        await alice.close()
+        await bob.close()
