@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -13,19 +14,44 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 
 
 class JsonFormatter(logging.Formatter):
+    """Every record becomes one line of valid JSON, whatever it carries: text
+    from a client (newlines, quotes, lone surrogates, bytes) stays inside
+    JSON strings, and a record whose message cannot be formatted is still a
+    line (issue #10, F10)."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _message(record),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return _dumps(line)
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # a library's bad format arguments: keep both, unformatted
+        return f"{record.msg!r} % {record.args!r}"
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    try:
         return orjson.dumps(line, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        # orjson refuses lone surrogates and non-string keys; the standard
+        # library escapes the first (\udxxx) and skips the second.
+        return json.dumps(line, default=str, ensure_ascii=True, skipkeys=True)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -38,6 +64,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python's warnings, which would print raw text on stderr, become records too.
+    logging.captureWarnings(True)
     # The libraries' per-packet info lines would drown the events that matter.
     for noisy in ("socketio", "engineio", "aiohttp.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
