@@ -67,6 +67,8 @@ class Settings:
     connections_per_user: int = 20
     #: characters of packets waiting for one connection before it is closed (F3)
     send_budget: int = 2 * 1024 * 1024
+    #: with a value, /metrics needs ``Authorization: Bearer <metrics_token>``
+    metrics_token: str = field(default="", repr=False)
     #: users who may add questions to the icebreaker bank
     admin_ids: frozenset[str] = frozenset()
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -158,6 +160,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "OPENVIDU_WEBHOOK_SECRET": "openvidu_webhook_secret",
         "TURN_SECRET": "turn_secret",
         "JWT_SECRET": "jwt_secret",
+        "METRICS_TOKEN": "metrics_token",
         "LOG_LEVEL": "log_level",
     }
     for var, attr in text_settings.items():

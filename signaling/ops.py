@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from signaling.auth import mint_token
 from signaling.calls.schemas import UserId
+from signaling.errors import unauthorized
 from signaling.http import dev_only, fail, ok, read_body
 from signaling.keys import METRICS, SETTINGS, STORES
 
@@ -30,11 +32,24 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    require_metrics_token(request)
     registry = request.app[METRICS]
     registry.set_calls_by_state(await request.app[STORES].calls.count_by_state())
     return web.Response(
         body=registry.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
     )
+
+
+def require_metrics_token(request: web.Request) -> None:
+    """With ``SIGNALING_METRICS_TOKEN`` set, ``/metrics`` answers only
+    ``Authorization: Bearer <that token>`` (compared in constant time)."""
+    expected = request.app[SETTINGS].metrics_token
+    if not expected:
+        return
+    header = request.headers.get("Authorization", "")
+    given = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
+        raise unauthorized("metrics need Authorization: Bearer <SIGNALING_METRICS_TOKEN>")
 
 
 class DevLogin(BaseModel):

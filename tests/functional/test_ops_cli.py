@@ -11,9 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.auth import mint_token
+from signaling.keys import STORES
 from tests.functional.conftest import Lab, PeerFactory, assert_error, both_in
 from tests.support import REPO, SECRET, RunningServer, free_port
 
@@ -264,3 +266,40 @@ async def test_serve_in_dev_mode_prints_the_secret_it_generated(tmp_path: Path) 
                 headers = {"Authorization": f"Bearer {mint_token(signer, 'alice')}"}
                 async with session.get(url + "/api/calls", headers=headers) as response:
                     assert response.status == expected, await response.text()
+
+
+async def test_rest_503s_are_counted(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F16: a failure inside the server answers 503 ``unavailable`` and counts
+    in ``signaling_errors_total`` like every other error answer."""
+    assert server.app is not None
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the store is down")
+
+    monkeypatch.setattr(server.app[STORES].gifts, "list_for_user", broken)
+    before = (await scrape(server)).get(
+        ("signaling_errors_total", frozenset({("code", "unavailable")})), 0.0
+    )
+    for _ in range(2):
+        status, body = await server.request("GET", "/api/gifts", "alice")
+        assert status == 503, body
+        assert body["error"]["code"] == "unavailable"
+    after = sample(await scrape(server), "signaling_errors_total", code="unavailable")
+    assert after == before + 2
+
+
+async def test_metrics_behind_a_token_when_one_is_set(lab: Lab) -> None:
+    server = await lab.start(metrics_token="scrape-me-0123456789")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-me"}):
+        status, body = await server.request("GET", "/metrics", headers=headers)
+        assert status == 401, body
+        assert body["error"]["code"] == "unauthorized"
+    status, text = await server.request(
+        "GET", "/metrics", headers={"Authorization": "Bearer scrape-me-0123456789"}
+    )
+    assert status == 200 and "signaling_connections" in text
+    # A user's token is not the metrics token.
+    status, _ = await server.request("GET", "/metrics", "alice")
+    assert status == 401
