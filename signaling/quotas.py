@@ -13,6 +13,7 @@ connections a user has open on this process. An excess raises
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -79,6 +80,11 @@ class Quotas:
         self._connections: Counter[tuple[str, str]] = Counter()
 
     async def close(self) -> None:
+        # Memory storages run an expiry task of their own: stop it with the server.
+        for memory in (self._shared_storage, self._local_storage):
+            timer = getattr(memory, "timer", None) if isinstance(memory, MemoryStorage) else None
+            if isinstance(timer, asyncio.Task):
+                timer.cancel()
         storage = self._shared_storage
         if isinstance(storage, RedisStorage):
             client = getattr(storage.bridge, "storage", None)
