@@ -17,7 +17,7 @@ class JsonFormatter(logging.Formatter):
     """Every record becomes one line of valid JSON, whatever it carries: text
     from a client (newlines, quotes, lone surrogates, bytes) stays inside
     JSON strings, and a record whose message cannot be formatted is still a
-    line (issue #10, F10)."""
+    line."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Quotas and rate limits per user and per connection (issue #10, F4).
+"""Quotas and rate limits per user and per connection.
 
 The one home of every such rule. Rates are counted by the ``limits`` package
 with its sliding-window-counter strategy (two counters per key and window:

@@ -179,7 +179,7 @@ async def test_gift_boxes_are_paged_by_id(
     chat_sql_stores: tuple[RoomStore, GiftStore, CallStore],
 ) -> None:
     """Newest first, ``limit`` at most, ``before_id`` the cursor: every gift of
-    a box is reachable however many others arrive (issue #10, F4)."""
+    a box is reachable however many others arrive."""
     _, gifts, _ = chat_sql_stores
     made = [await gifts.create("spammer", "bob", f"spam {i}") for i in range(5)]
     other = await gifts.create("carol", "dave", "not bob's")

@@ -1,4 +1,4 @@
-"""Issue #10: Hypothesis-generated Socket.IO events and REST bodies against a
+"""Hypothesis-generated Socket.IO events and REST bodies against a
 live server. Every answer has PROTOCOL.md's shape, nothing is a 5xx, nothing
 a client sends makes an ERROR log line, and the server is healthy afterwards.
 

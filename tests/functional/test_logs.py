@@ -1,4 +1,4 @@
-"""Issue #10, F10: whatever a client sends, the server's log (the real CLI in
+"""Whatever a client sends, the server's log (the real CLI in
 a child process, its stderr in a file) is one valid JSON object per line, and
 nothing a client sends makes an ERROR line."""
 

@@ -1,4 +1,4 @@
-"""Issue #10: lists that spam cannot hide an item in (paging), and numbers in
+"""Lists that spam cannot hide an item in (paging), and numbers in
 paths and queries written only with ASCII digits (F8), against a real server."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #10, F4: quotas and rate limits per user, against a real server.
+"""Quotas and rate limits per user, against a real server.
 
 Each limit is set low on a server of its own; the excess gets HTTP 429 with a
 ``Retry-After`` header, or the error ack, both with ``rate_limited`` and the

@@ -1,4 +1,4 @@
-"""Issue #10, F3: a connection that stops reading is closed once what waits
+"""A connection that stops reading is closed once what waits
 for it passes SIGNALING_SEND_BUDGET, and its sender is told, against a real
 server. The slow consumer is a raw websocket client that never reads after
 joining (aiohttp's client stops reading its socket when its buffer fills)."""

@@ -1,4 +1,4 @@
-"""Issue #10, F14: the web client's page and files, and every other answer,
+"""The web client's page and files, and every other answer,
 carry a Content-Security-Policy limited to the server's own origin and its
 sockets, no framing, ``nosniff``, a Referrer-Policy, and no version in
 ``Server``; against a real server."""

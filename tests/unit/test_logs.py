@@ -1,4 +1,4 @@
-"""signaling.logs: every record is one line of valid JSON (issue #10, F10)."""
+"""signaling.logs: every record is one line of valid JSON."""
 
 from __future__ import annotations
 
