@@ -73,7 +73,9 @@ class CallStore(abc.ABC):
     async def get(self, call_id: int) -> CallRecord | None: ...
 
     @abc.abstractmethod
-    async def list_for_user(self, user_id: str, limit: int = 100) -> list[CallRecord]:
+    async def list_for_user(
+        self, user_id: str, limit: int = 100, before: tuple[datetime, int] | None = None
+    ) -> list[CallRecord]:
         """The user's calls, newest ``scheduled_at`` first."""
 
     @abc.abstractmethod
@@ -170,8 +172,11 @@ class NotificationStore(abc.ABC):
     ) -> Notification: ...
 
     @abc.abstractmethod
-    async def list_for_user(self, user_id: str, limit: int = 50) -> list[Notification]:
-        """Newest first."""
+    async def list_for_user(
+        self, user_id: str, limit: int = 50, before_id: int | None = None
+    ) -> list[Notification]:
+        """Newest (highest id) first, at most ``limit``; with ``before_id`` only
+        those with a lower id (the page after one that ended with it)."""
 
 
 _RECENT_MAX = 4096

@@ -68,8 +68,12 @@ class MemoryCallStore(CallStore):
     async def get(self, call_id: int) -> CallRecord | None:
         return self._calls.get(call_id)
 
-    async def list_for_user(self, user_id: str, limit: int = 100) -> list[CallRecord]:
+    async def list_for_user(
+        self, user_id: str, limit: int = 100, before: tuple[datetime, int] | None = None
+    ) -> list[CallRecord]:
         mine = [c for c in self._calls.values() if c.has_participant(user_id)]
+        if before is not None:
+            mine = [c for c in mine if (c.scheduled_at, c.id) < before]
         mine.sort(key=lambda c: (c.scheduled_at, c.id), reverse=True)
         return mine[:limit]
 
@@ -103,8 +107,12 @@ class MemoryNotificationStore(NotificationStore):
         self._items.append(item)
         return item
 
-    async def list_for_user(self, user_id: str, limit: int = 50) -> list[Notification]:
+    async def list_for_user(
+        self, user_id: str, limit: int = 50, before_id: int | None = None
+    ) -> list[Notification]:
         mine = [n for n in reversed(self._items) if n.user_id == user_id]
+        if before_id is not None:
+            mine = [n for n in mine if n.id < before_id]
         return mine[:limit]
 
 

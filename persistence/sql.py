@@ -349,14 +349,17 @@ class SqlCallStore(CallStore):
             row = (await conn.execute(_CALL_BY_ID, {"call_id": call_id})).one_or_none()
         return _call_from_row(row) if row else None
 
-    async def list_for_user(self, user_id: str, limit: int = 100) -> list[CallRecord]:
+    async def list_for_user(
+        self, user_id: str, limit: int = 100, before: tuple[datetime, int] | None = None
+    ) -> list[CallRecord]:
         c = calls_table.c
-        query = (
-            calls_table.select()
-            .where(sa.or_(c.caller_id == user_id, c.callee_id == user_id))
-            .order_by(c.scheduled_at.desc(), c.id.desc())
-            .limit(limit)
-        )
+        query = calls_table.select().where(sa.or_(c.caller_id == user_id, c.callee_id == user_id))
+        if before is not None:
+            at, call_id = before
+            query = query.where(
+                sa.or_(c.scheduled_at < at, sa.and_(c.scheduled_at == at, c.id < call_id))
+            )
+        query = query.order_by(c.scheduled_at.desc(), c.id.desc()).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_call_from_row(r) for r in rows]
@@ -437,14 +440,14 @@ class SqlNotificationStore(NotificationStore):
         new_id = result.inserted_primary_key[0]  # type: ignore[index]
         return Notification(new_id, user_id, kind, call_id, dict(payload), created_at)
 
-    async def list_for_user(self, user_id: str, limit: int = 50) -> list[Notification]:
+    async def list_for_user(
+        self, user_id: str, limit: int = 50, before_id: int | None = None
+    ) -> list[Notification]:
         t = notifications_table.c
-        query = (
-            notifications_table.select()
-            .where(t.user_id == user_id)
-            .order_by(t.id.desc())
-            .limit(limit)
-        )
+        query = notifications_table.select().where(t.user_id == user_id)
+        if before_id is not None:
+            query = query.where(t.id < before_id)
+        query = query.order_by(t.id.desc()).limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from aiohttp import web
 
+from persistence.models import CallRecord
 from signaling.calls.schemas import ScheduleCall
-from signaling.http import ok, path_id, read_body, require_user
+from signaling.errors import invalid
+from signaling.http import is_ascii_number, ok, path_id, query_int, read_body, require_user
 from signaling.keys import CALLS, STORES
 
 routes = web.RouteTableDef()
+
+#: The most calls one page holds (and the default page).
+MAX_CALLS_PAGE = 100
+#: The most notifications one page holds; the default page is smaller.
+MAX_NOTIFICATIONS_PAGE = 100
+DEFAULT_NOTIFICATIONS_PAGE = 50
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def call_cursor(call: CallRecord) -> str:
+    """The opaque ``before`` cursor of the page after one that ended with
+    ``call``: its ``scheduled_at`` in microseconds since the epoch and its id,
+    joined by ``-`` (the list is ordered by both, newest first)."""
+    return f"{(call.scheduled_at - _EPOCH) // _MICROSECOND}-{call.id}"
+
+
+def parse_call_cursor(raw: str) -> tuple[datetime, int]:
+    micros, sep, call_id = raw.partition("-")
+    # Microseconds since the epoch take 16 digits: more than is_ascii_number allows.
+    good_micros = micros.isascii() and micros.isdigit() and len(micros) <= 18
+    if not sep or not good_micros or not is_ascii_number(call_id):
+        raise invalid("before must be a cursor from next_before")
+    try:
+        at = _EPOCH + int(micros) * _MICROSECOND
+    except OverflowError:
+        raise invalid("before must be a cursor from next_before") from None
+    return at, int(call_id)
 
 
 @routes.post("/api/calls")
@@ -22,8 +55,13 @@ async def schedule_call(request: web.Request) -> web.Response:
 @routes.get("/api/calls")
 async def list_calls(request: web.Request) -> web.Response:
     user_id = require_user(request)
-    calls = await request.app[CALLS].list_calls(user_id)
-    return ok(calls=[c.to_wire() for c in calls])
+    limit = query_int(request, "limit", low=1, high=MAX_CALLS_PAGE) or MAX_CALLS_PAGE
+    raw = request.query.get("before", "")
+    before = parse_call_cursor(raw) if raw else None
+    calls = await request.app[CALLS].list_calls(user_id, limit, before)
+    # A full page may have more behind it: the cursor of the next one.
+    next_before = call_cursor(calls[-1]) if len(calls) == limit else None
+    return ok(calls=[c.to_wire() for c in calls], next_before=next_before)
 
 
 @routes.get("/api/calls/{id}")
@@ -43,5 +81,11 @@ async def cancel_call(request: web.Request) -> web.Response:
 @routes.get("/api/notifications")
 async def list_notifications(request: web.Request) -> web.Response:
     user_id = require_user(request)
-    items = await request.app[STORES].notifications.list_for_user(user_id)
-    return ok(notifications=[n.to_wire() for n in items])
+    limit = (
+        query_int(request, "limit", low=1, high=MAX_NOTIFICATIONS_PAGE)
+        or DEFAULT_NOTIFICATIONS_PAGE
+    )
+    before_id = query_int(request, "before_id", low=1, high=2**53)
+    items = await request.app[STORES].notifications.list_for_user(user_id, limit, before_id)
+    next_before_id = items[-1].id if len(items) == limit else None
+    return ok(notifications=[n.to_wire() for n in items], next_before_id=next_before_id)

@@ -268,9 +268,11 @@ class CallService:
         )
         return sum(1 for c in latest if c.caller_id == user_id and not c.state.is_final)
 
-    async def list_calls(self, user_id: str) -> list[CallRecord]:
+    async def list_calls(
+        self, user_id: str, limit: int = 100, before: tuple[datetime, int] | None = None
+    ) -> list[CallRecord]:
         await self._writer.flush()  # REST readers see what users were told
-        return await self._calls.list_for_user(user_id)
+        return await self._calls.list_for_user(user_id, limit, before)
 
     async def get_call(self, user_id: str, call_id: int) -> CallRecord:
         await self._writer.flush(call_id)

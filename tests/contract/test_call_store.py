@@ -135,6 +135,33 @@ async def test_list_for_user_is_newest_scheduled_first_and_only_participants(
     ]
 
 
+async def test_list_for_user_is_paged_by_scheduled_at_and_id(calls: CallStore) -> None:
+    """``before`` is the (scheduled_at, id) of the last call of a page: the next
+    page holds the calls after it in the list's order, ties on
+    ``scheduled_at`` broken by the id, so none is skipped or repeated."""
+    tied = [await create_call(calls, "alice", "spam", scheduled_at=T0) for _ in range(3)]
+    newer = await create_call(calls, "bob", "alice", scheduled_at=T0 + ms(60))
+    older = await create_call(calls, "alice", "carol", scheduled_at=T0 - ms(60))
+    await create_call(calls, "dave", "erin", scheduled_at=T0 - ms(30))
+    order = ids([newer, *sorted(tied, key=lambda c: c.id, reverse=True), older])
+
+    def key(call: CallRecord) -> tuple[datetime, int]:
+        return call.scheduled_at, call.id
+
+    seen: list[int] = []
+    page = await calls.list_for_user("alice", 2)
+    while page:
+        assert len(page) <= 2
+        seen += ids(page)
+        page = await calls.list_for_user("alice", 2, key(page[-1]))
+    assert seen == order
+    last = await calls.get(order[-1])
+    assert last is not None and await calls.list_for_user("alice", 2, key(last)) == []
+    middle = await calls.get(order[2])
+    assert middle is not None
+    assert ids(await calls.list_for_user("alice", 100, key(middle))) == order[3:]
+
+
 # ------------------------------------------------------------ compare-and-set
 
 

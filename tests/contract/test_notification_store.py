@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from persistence.calls import NotificationStore
-from persistence.models import utcnow
+from persistence.models import Notification, utcnow
 
 
 async def test_added_notifications_list_newest_first_per_user(
@@ -38,3 +38,20 @@ async def test_a_notification_keeps_its_fields(notifications: NotificationStore)
     assert abs(read.created_at - added.created_at) < timedelta(milliseconds=1)
     assert before - timedelta(milliseconds=1) <= read.created_at <= utcnow()
     assert read.to_wire()["created_at"].endswith("Z")
+
+
+async def test_notifications_are_paged_by_id(notifications: NotificationStore) -> None:
+    """Newest first, ``limit`` at most, ``before_id`` the cursor: every
+    notification is reachable however many others arrive."""
+    added = [await notifications.add("alice", "spam", None, {"n": i}) for i in range(5)]
+    other = await notifications.add("bob", "call_soon", 1, {})
+    want = [n.id for n in reversed(added)]
+
+    def page_ids(items: list[Notification]) -> list[int]:
+        return [n.id for n in items]
+
+    assert page_ids(await notifications.list_for_user("alice", 2)) == want[:2]
+    assert page_ids(await notifications.list_for_user("alice", 2, want[1])) == want[2:4]
+    assert page_ids(await notifications.list_for_user("alice", 2, want[3])) == want[4:]
+    assert await notifications.list_for_user("alice", 2, want[4]) == []
+    assert page_ids(await notifications.list_for_user("alice", 100, other.id + 1)) == want
