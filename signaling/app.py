@@ -92,6 +92,8 @@ def create_sio(settings: Settings) -> GuardedServer:
         async_handlers=False,
         cors_allowed_origins=origins,
         max_http_buffer_size=MAX_MESSAGE_BYTES,
+        ping_interval=settings.ping_interval_s,
+        ping_timeout=settings.ping_timeout_s,
         # Several processes: events to connections elsewhere travel over Redis.
         client_manager=redis_manager(settings) if settings.redis_url else None,
     )

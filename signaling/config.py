@@ -58,6 +58,10 @@ class Settings:
     ws_deflate: bool = False
     #: an Engine.IO connection outside every authenticated namespace this long is closed
     auth_timeout_s: float = 10.0
+    #: Engine.IO heartbeat: the server pings every ``ping_interval_s``; a client
+    #: that has not answered within ``ping_timeout_s`` more is closed
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 20.0
     #: quotas and rate limits per user (signaling/quotas.py); 0 turns one off
     calls_open_max: int = 50
     calls_per_day: int = 500
@@ -174,6 +178,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "JOIN_GRACE_S": "join_grace_s",
         "SWEEP_INTERVAL_S": "sweep_interval_s",
         "AUTH_TIMEOUT_S": "auth_timeout_s",
+        "PING_INTERVAL_S": "ping_interval_s",
+        "PING_TIMEOUT_S": "ping_timeout_s",
         "TAKEOVER_S": "takeover_s",
     }
     for var, attr in number_settings.items():
@@ -220,6 +226,8 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"{PREFIX}SWEEP_INTERVAL_S must be positive")
     if settings.auth_timeout_s <= 0:
         raise ConfigError(f"{PREFIX}AUTH_TIMEOUT_S must be positive")
+    if settings.ping_interval_s <= 0 or settings.ping_timeout_s <= 0:
+        raise ConfigError(f"{PREFIX}PING_INTERVAL_S and _PING_TIMEOUT_S must be positive")
     if settings.message_store_url and not settings.message_store_url.startswith(
         ("mongodb://", "mongodb+srv://")
     ):

@@ -24,6 +24,7 @@ from signaling.engineio_fence import (
     overflowed,
     queued,
     release_poll,
+    release_silent,
 )
 from signaling.errors import ApiError, error_body, rate_limited, validation_message
 from signaling.http import fail
@@ -153,6 +154,8 @@ class GuardedServer(FencedServer):
     def engineio_disconnected(self, eio_sid: str, reason: str) -> None:
         if reason == self.reason.CLIENT_DISCONNECT:
             release_poll(self.eio, eio_sid)
+        elif reason == self.reason.PING_TIMEOUT:
+            release_silent(self.eio, eio_sid)
 
     def expect_namespace(self, eio_sid: str) -> None:
         """Close ``eio_sid`` unless it is in a namespace ``auth_timeout_s`` from now."""

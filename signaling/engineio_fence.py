@@ -20,6 +20,10 @@ long-polling request of a connection its client closed (the library leaves it
 waiting for the next ping, 25 s, which is how long python-socketio's polling
 client then takes to disconnect).
 
+A socket that starts on a websocket (every client of ours) is served by
+``serve_websocket``, the library's websocket loop without a task and a
+timeout per packet; an upgrade from long polling keeps the library's loop.
+
 The server's packet queues (what ``create_queue`` makes for each socket) count the characters of the
 packets waiting in them (:class:`CountingQueue`), and call ``on_overflow``
 when a queue holds more than ``send_budget``: the edge then closes that slow
@@ -40,7 +44,7 @@ from typing import Any
 
 import engineio
 from aiohttp import web
-from engineio import async_socket
+from engineio import async_socket, exceptions, packet
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
 #: A long-polling upload read and checked by the edge, for ``translate_request``.
@@ -116,7 +120,10 @@ class _WebSocket(aiohttp_driver.WebSocket):
         if isinstance(owner, async_socket.AsyncSocket) and request.transport is not None:
             _TRANSPORTS[owner] = request.transport
         self.environ = environ
-        await self.handler(self)
+        if isinstance(owner, async_socket.AsyncSocket) and not owner.connected:
+            await serve_websocket(owner, self)  # a websocket from the first request
+        else:
+            await self.handler(self)  # an upgrade from long polling: the library's path
         return self._sock
 
     async def wait(self) -> str | bytes:
@@ -125,6 +132,57 @@ class _WebSocket(aiohttp_driver.WebSocket):
             # The library's websocket loop ends the connection on OSError.
             raise OSError("not an Engine.IO packet")
         return data
+
+
+async def serve_websocket(socket: async_socket.AsyncSocket, ws: _WebSocket) -> None:
+    """python-engineio's websocket loop (``AsyncSocket._websocket_handler``)
+    for a socket that starts on a websocket, without its cost per packet.
+
+    The library wraps every read in a new task and ``asyncio.wait_for``, and
+    every write in ``wait_for`` on the queue (about a third of the relay's CPU
+    outside the handlers). Neither timeout is needed: the server's ping
+    service closes a socket whose client stops answering pings, which ends
+    the writer, whose ``ws.close()`` ends the read. The rest is the
+    library's: the same flags, packets, errors and close.
+    """
+    socket.connected = True
+    socket.upgraded = True
+    server = socket.server
+    writer = asyncio.ensure_future(_write_queue(socket, ws))
+    while True:
+        try:
+            data = await ws.wait()
+        except Exception:  # the library's bare except: a closed or broken transport
+            break
+        if data is None or len(data) > server.max_http_buffer_size:
+            break
+        try:
+            await socket.receive(packet.Packet(encoded_packet=data))
+        except exceptions.UnknownPacketError:
+            pass
+        except exceptions.SocketIsClosedError:
+            break
+        except Exception:
+            server.logger.exception("Unknown receive error")
+    await socket.queue.put(None)  # unlock the writer so it can exit
+    await writer
+    await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+async def _write_queue(socket: async_socket.AsyncSocket, ws: _WebSocket) -> None:
+    """Send what waits in the socket's queue, in order, until its end (None)."""
+    queue = socket.queue
+    try:
+        while True:
+            # get() returns at once, without suspending, while packets wait.
+            pkt = await queue.get()
+            queue.task_done()
+            if pkt is None:
+                break
+            await ws.send(pkt.encode())
+    except Exception:  # the library's writer: any send error ends it
+        pass
+    await ws.close()
 
 
 class _DeflateWebSocket(_WebSocket):
@@ -226,6 +284,17 @@ async def close_now(eio: engineio.AsyncServer, sid: str) -> bool:
     await socket.queue.put(None)
     eio.sockets.pop(sid, None)
     return True
+
+
+def release_silent(eio: engineio.AsyncServer, sid: str) -> None:
+    """End the queue of ``sid``, which the ping service is closing because
+    its client stopped answering: the library queues no close packet then
+    (``send`` refuses a socket past its ping timeout), so the end of the queue
+    is what stops its writer, a websocket's reader (through ``ws.close()``)
+    or a pending long-polling request."""
+    socket = eio.sockets.get(sid)
+    if socket is not None:
+        socket.queue.put_nowait(None)
 
 
 def release_poll(eio: engineio.AsyncServer, sid: str) -> None:

@@ -106,3 +106,35 @@ async def test_the_relay_fast_path_still_sends(server: RunningServer, peer: Peer
     offer = {"call_id": call_id, "type": "offer", "sdp": "v=0"}
     assert await bob.emit("signal", offer) == {"ok": True}
     assert await alice.take("signal") == {**offer, "from": "bob"}
+
+
+async def _silent_until_closed(raw: RawSocket, seconds: float) -> bool:
+    """Read without answering pings; True once the server closed the socket."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await raw.ws.receive(timeout=left)
+        except TimeoutError:
+            return False
+        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            return True
+    return False
+
+
+async def test_a_websocket_client_that_stops_answering_pings_is_closed(lab: Lab) -> None:
+    """``serve_websocket`` reads without a timeout of its own: the ping
+    service's close must still end the connection, reader and writer."""
+    server = await lab.start(ping_interval_s=0.2, ping_timeout_s=0.3)
+    async with contextlib.AsyncExitStack() as stack:
+        answering = await RawSocket.open(stack, server)
+        await answering.connect("/call", {"token": server.token("alice")})
+        silent = await RawSocket.open(stack, server)
+        await silent.connect("/call", {"token": server.token("bob")})
+        # Meanwhile the other answers its pings (next() does) and is served on.
+        answering_pings = asyncio.ensure_future(answering.closed_within(30))
+        assert await _silent_until_closed(silent, 10)
+        assert not answering_pings.done()
+        answering_pings.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answering_pings
+        await answering.still_open()

@@ -82,6 +82,32 @@ def test_the_websocket_driver_call_is_the_one_the_fence_copies() -> None:
         assert "self._sock" in flat(getattr(aiohttp_driver.WebSocket, method)), method
 
 
+def test_the_direct_websocket_loop_is_the_librarys_minus_its_timeouts() -> None:
+    """``serve_websocket`` copies ``AsyncSocket._websocket_handler`` for a
+    socket that was not connected yet (flags, receive, errors, close) and
+    leaves out the per-packet task and ``wait_for``. If the library's loop
+    changes, copy the change into the fence and update this pin."""
+    assert fingerprint(eio_socket.AsyncSocket._websocket_handler) == "3548a4051e6f43df", source(
+        eio_socket.AsyncSocket._websocket_handler
+    )
+    fenced = flat(engineio_fence.serve_websocket)
+    for step in (
+        "socket.connected = True",
+        "socket.upgraded = True",
+        "await socket.receive(packet.Packet(encoded_packet=data))",
+        "await socket.queue.put(None)",
+        "await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)",
+    ):
+        assert step in fenced, step
+    # The ping service, not the reader, ends a connection whose client went
+    # quiet: it closes the socket with this reason, on which the edge calls
+    # release_silent (the library queues no close packet for it).
+    assert "await s.check_ping_timeout()" in flat(eio_server.AsyncServer._service_task)
+    assert "reason=self.server.reason.PING_TIMEOUT" in flat(
+        eio_socket.AsyncSocket.check_ping_timeout
+    )
+
+
 def test_an_os_error_from_wait_ends_the_websocket_loop_quietly() -> None:
     """The fence's ``wait`` raises OSError on a text frame that is not Engine.IO."""
     handler = flat(eio_socket.AsyncSocket._websocket_handler)
