@@ -11,6 +11,13 @@ busy database gets fewer writes, not a longer queue. Each rule is the store's
 ``decide`` (``presence_state``, ``due_change``…), so a write that finds the
 database moved on (a cancel, a takeover) changes nothing and the caller hears
 what it found.
+
+A change the database need not have on its own (a presence-driven state:
+``open``, ``waiting``, ``connecting``) is *deferred* rather than submitted:
+it is not written by itself, but it goes first in the call's next write, so
+the database still sees every step of the state machine. The latest deferred
+change replaces an earlier one: its callers defer only changes that any
+state they apply to reaches directly.
 """
 
 from __future__ import annotations
@@ -76,15 +83,29 @@ class WriteBehind:
         # first joins still get one, and what waits here coalesces.
         self._writers = asyncio.Semaphore(max_writers)
         self._queued: dict[int, list[tuple[Decision, str]]] = {}
+        self._deferred: dict[int, tuple[Decision, str]] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
 
     def submit(self, call_id: int, decide: Decision, cause: str) -> None:
         """Queue ``decide`` for the call, after everything queued before it."""
-        self._queued.setdefault(call_id, []).append((decide, cause))
+        queued = self._queued.setdefault(call_id, [])
+        deferred = self._deferred.pop(call_id, None)
+        if deferred is not None:
+            queued.append(deferred)
+        queued.append((decide, cause))
         if call_id not in self._workers:
             self._workers[call_id] = asyncio.get_running_loop().create_task(
                 self._work(call_id), name=f"write-behind:{call_id}"
             )
+
+    def defer(self, call_id: int, decide: Decision, cause: str) -> None:
+        """Keep ``decide`` for the call's next write instead of writing it
+        (replacing what was deferred before); lost if no write follows."""
+        self._deferred[call_id] = (decide, cause)
+
+    def discard(self, call_id: int) -> None:
+        """Forget what was deferred for a call that is over."""
+        self._deferred.pop(call_id, None)
 
     def pending(self) -> int:
         """Calls with writes not yet done (a gauge for operators)."""

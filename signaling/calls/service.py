@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -272,14 +272,29 @@ class CallService:
         self, user_id: str, limit: int = 100, before: tuple[datetime, int] | None = None
     ) -> list[CallRecord]:
         await self._writer.flush()  # REST readers see what users were told
-        return await self._calls.list_for_user(user_id, limit, before)
+        calls = await self._calls.list_for_user(user_id, limit, before)
+        return [self._as_told(call) for call in calls]
 
     async def get_call(self, user_id: str, call_id: int) -> CallRecord:
         await self._writer.flush(call_id)
         call = await self._calls.get(call_id)
         if call is None or not call.has_participant(user_id):
             raise not_found()  # REST does not reveal other people's calls
-        return call
+        return self._as_told(call)
+
+    def _as_told(self, stored: CallRecord) -> CallRecord:
+        """The stored call with the presence-driven state this process holds
+        for it and did not write (presence states are written only as part
+        of a later change)."""
+        held = self._held.get(stored.id)
+        if (
+            held is not None
+            and held.state is not stored.state
+            and held.state in _PRESENCE_STATES
+            and stored.state in _PRESENCE_STATES
+        ):
+            return replace(stored, state=held.state)
+        return stored
 
     async def cancel(self, user_id: str, call_id: int) -> CallRecord:
         await self.get_call(user_id, call_id)
@@ -443,7 +458,12 @@ class CallService:
             }
             for member_sid in members.values():
                 await self._outbox.to_sid(member_sid, "countdown", payload)
-            # live_at and ends_at must survive a restart: written right after.
+            # live_at and ends_at must survive a restart: written right after,
+            # in one write with the presence that leads there (presence is
+            # written only with such a change, and the partner's join may have
+            # been decided on another process).
+            present = len(members)
+            self._writer.submit(call_id, lambda c: presence_state(c, present), "both present")
             self._writer.submit(
                 call_id,
                 lambda c: changes if c.state is CallState.CONNECTING else None,
@@ -565,6 +585,7 @@ class CallService:
         self._joined.drop_call(call_id)
         self._held.pop(call_id, None)
         self._instants.cancel(call_id)
+        self._writer.discard(call_id)
 
     # --------------------------------------------------------------- helpers
 
@@ -584,11 +605,17 @@ class CallService:
         changes = presence_state(call, present)
         if changes is None:
             return call
-        if call.state is CallState.COUNTDOWN:
-            self._stop_clock(call.id)
         after = apply_changes(call, changes)
         self._held[call.id] = after
-        self._writer.submit(call.id, lambda c: presence_state(c, present), cause)
+        if call.state is CallState.COUNTDOWN:
+            # Its live_at and ends_at are stored: the database must hear
+            # that the countdown was cut short, or its timers would act on it.
+            self._stop_clock(call.id)
+            self._writer.submit(call.id, lambda c: presence_state(c, present), cause)
+        else:
+            # Presence alone: not worth a write of its own (a restart loses
+            # presence anyway); the call's next write carries it.
+            self._writer.defer(call.id, lambda c: presence_state(c, present), cause)
         self._log_held(call, after.state, cause)
         return after
 

@@ -143,6 +143,12 @@ class Harness:
         await self.service.disconnected(sid)
 
     async def call(self, call_id: int) -> CallRecord:
+        """The call as REST shows it: as stored once what the service decided
+        is written, with the presence-driven state the service holds."""
+        stored = await self.stored(call_id)
+        return await self.service.get_call(stored.caller_id, call_id)
+
+    async def stored(self, call_id: int) -> CallRecord:
         """The call as stored, once what the service decided is written."""
         await self.service.flush(call_id)
         call = await self.stores.calls.get(call_id)

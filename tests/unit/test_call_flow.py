@@ -154,3 +154,20 @@ async def test_a_call_scheduled_inside_the_window_is_opened_at_once(harness: Har
         ]
     notes = await harness.stores.notifications.list_for_user("alice")
     assert [(n.kind, n.call_id) for n in notes] == [("call_soon", call.id)]
+
+
+async def test_presence_is_written_only_with_the_change_that_follows_it(
+    harness: Harness,
+) -> None:
+    """Joins and drops move a call between open, waiting and connecting in
+    memory; the database hears of them only with the next durable change
+    (here the countdown, whose instants must survive a restart)."""
+    call = await harness.schedule()
+    await harness.both_in(call.id)
+    assert (await harness.stored(call.id)).state is CallState.OPEN
+    assert (await harness.call(call.id)).state is CallState.CONNECTING  # as users were told
+    await harness.connected("a1", call.id)
+    await harness.connected("b1", call.id)
+    stored = await harness.stored(call.id)
+    assert stored.state is CallState.COUNTDOWN
+    assert stored.live_at is not None and stored.ends_at is not None
