@@ -377,7 +377,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
         user_id = self._users.pop(sid, None)
         if user_id is not None:
             if self._quotas is not None:
-                self._quotas.release_connection(self.namespace, user_id)
+                self._quotas.release_connection(self.namespace, user_id, sid)
             self._metrics.connections.labels(self.namespace).dec()
             await self.disconnected(sid)
 

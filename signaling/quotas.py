@@ -5,9 +5,9 @@ with its sliding-window-counter strategy (two counters per key and window:
 cheap to keep for many users, in memory as in Redis, unlike a moving window's
 list of every hit): in this process's memory by default, in Redis
 when the server has ``SIGNALING_REDIS_URL``, so that a user's limits hold
-across processes. Two counts are not rates and need no shared storage: the
-signals of one connection (a connection lives on one process) and the
-connections a user has open on this process. An excess raises
+across processes. Two counts need no shared storage: the signals of one
+connection (a connection lives on one process: a token bucket in a dict, on
+the relay's hot path) and the connections a user has open on this process. An excess raises
 ``rate_limited`` with the whole seconds to wait (``retry_after``).
 """
 
@@ -71,21 +71,19 @@ class Quotas:
             shared = MemoryStorage()
         self._shared_storage = shared
         self._shared = SlidingWindowCounterRateLimiter(shared)
-        self._local_storage = MemoryStorage()
-        self._local = SlidingWindowCounterRateLimiter(self._local_storage)
         self._per_day = RateLimitItemPerDay(max(rules.calls_per_day, 1))
         self._gifts = RateLimitItemPerMinute(max(rules.gifts_per_minute, 1))
         self._chat = RateLimitItemPerSecond(max(rules.chat_per_s, 1))
-        self._signals = RateLimitItemPerSecond(max(rules.signals_per_s, 1))
+        #: per connection: (tokens left, when counted), see check_signal
+        self._signal_allowance: dict[str, tuple[float, float]] = {}
         self._connections: Counter[tuple[str, str]] = Counter()
 
     async def close(self) -> None:
-        # Memory storages run an expiry task of their own: stop it with the server.
-        for memory in (self._shared_storage, self._local_storage):
-            timer = getattr(memory, "timer", None) if isinstance(memory, MemoryStorage) else None
-            if isinstance(timer, asyncio.Task):
-                timer.cancel()
+        # A memory storage runs an expiry task of its own: stop it with the server.
         storage = self._shared_storage
+        timer = getattr(storage, "timer", None) if isinstance(storage, MemoryStorage) else None
+        if isinstance(timer, asyncio.Task):
+            timer.cancel()
         if isinstance(storage, RedisStorage):
             client = getattr(storage.bridge, "storage", None)
             if client is not None:
@@ -114,10 +112,23 @@ class Quotas:
         if self.rules.chat_per_s:
             await self._hit(self._shared, self._chat, "chat messages per second", "chat", user_id)
 
-    async def check_signal(self, sid: str) -> None:
-        """The relay's hot path: one connection's signals, in this process."""
-        if self.rules.signals_per_s:
-            await self._hit(self._local, self._signals, "signals per second", "signal", sid)
+    def check_signal(self, sid: str) -> None:
+        """The relay's hot path: one connection's signals, a token bucket of
+        ``signals_per_s`` that refills at that rate. A connection lives on
+        one process and its allowance dies with it (``release_connection``),
+        so no storage, keys or expiry are needed: a dict entry per socket."""
+        rate = self.rules.signals_per_s
+        if not rate:
+            return
+        now = time.monotonic()
+        tokens, stamp = self._signal_allowance.get(sid, (float(rate), now))
+        tokens = min(float(rate), tokens + (now - stamp) * rate)
+        if tokens < 1:
+            wait = max(1, math.ceil((1 - tokens) / rate))
+            raise rate_limited(
+                f"too many signals per second (at most {rate}); retry in {wait} s", wait
+            )
+        self._signal_allowance[sid] = (tokens - 1, now)
 
     # ---------------------------------------------------------- connections
 
@@ -129,7 +140,8 @@ class Quotas:
             raise rate_limited(f"at most {most} connections per user to {namespace}", 1)
         self._connections[key] += 1
 
-    def release_connection(self, namespace: str, user_id: str) -> None:
+    def release_connection(self, namespace: str, user_id: str, sid: str) -> None:
+        self._signal_allowance.pop(sid, None)
         key = (namespace, user_id)
         self._connections[key] -= 1
         if self._connections[key] <= 0:

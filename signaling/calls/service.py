@@ -399,7 +399,7 @@ class CallService:
         if joined is None or joined.call_id != signal.call_id:
             raise await self._not_joined_error(sid, signal.call_id)
         if self._quotas is not None:
-            await self._quotas.check_signal(sid)
+            self._quotas.check_signal(sid)
         message: dict[str, Any] = {
             "call_id": signal.call_id,
             "from": joined.user_id,
