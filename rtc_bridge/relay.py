@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
+from rtc_bridge.aiortc_fence import end_remote_track
 from rtc_bridge.base import MediaBackend, MediaEvents
 from rtc_bridge.errors import MediaSignalError
 from rtc_bridge.tasks import BackgroundTasks
@@ -103,15 +104,6 @@ class ForwardTrack(MediaStreamTrack):
         return frame
 
 
-def _end(track: MediaStreamTrack) -> None:
-    """End a remote track. aiortc ends one when its receiver's decoder stops,
-    which never happens if the connection closed before media started; relay
-    workers waiting on it would wait forever."""
-    queue = getattr(track, "_queue", None)
-    if track.readyState == "live" and isinstance(queue, asyncio.Queue):
-        queue.put_nowait(None)
-
-
 def ice_ufrag(sdp: str) -> str | None:
     match = _UFRAG.search(sdp)
     return match.group(1) if match else None
@@ -149,12 +141,7 @@ class RelayMedia(MediaBackend):
     name = "relay"
     terminates_peers = True
 
-    def __init__(self, ice_servers: tuple[dict[str, Any], ...] = ()) -> None:
-        # An explicit list, even empty: aiortc would otherwise add a public STUN server.
-        self._ice_servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in ice_servers
-        ]
+    def __init__(self) -> None:
         self._events: MediaEvents | None = None
         self._calls: dict[int, _RelayCall] = {}
         self._tasks = BackgroundTasks(logger, "relay.task_failed")
@@ -292,7 +279,9 @@ class RelayMedia(MediaBackend):
         await peer.pc.addIceCandidate(candidate)
 
     def _new_peer(self, call: _RelayCall, user_id: str) -> _Peer:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+        # Host candidates only (docs/media.md, *Network*): an explicit empty
+        # list, else aiortc adds a public STUN server.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peer = _Peer(call.call_id, user_id, pc)
         call.peers[user_id] = peer
 
@@ -416,8 +405,9 @@ class RelayMedia(MediaBackend):
                 exc,
                 extra={"event": "relay.close_failed", "call_id": call.call_id},
             )
+        # aiortc may never end them itself (see the fence): relay workers wait on them.
         for track in peer.incoming.values():
-            _end(track)
+            end_remote_track(track)
         logger.info(
             "relay closed the peer of user %s in call %s (%s)",
             peer.user_id,

@@ -1,358 +1,44 @@
-"""OpenVidu 2: a REST client on aiohttp, the webhook events as plain data, and
-the media backend that hands each participant a connection token and follows
-who is really in the media session through OpenVidu's webhooks.
-
-REST (``<url>/openvidu/api``, Basic auth ``OPENVIDUAPP:<secret>``): every
-request has a timeout; 5xx answers, timeouts and connection errors are retried
-a bounded number of times with exponential backoff; a 4xx never is.
-"""
+"""The OpenVidu media backend: hands each participant a connection token and
+follows who is really in the media session through OpenVidu's webhooks
+(docs/media.md, *OpenVidu*)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
-import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote
-
-import aiohttp
+from typing import Any, assert_never
 
 from rtc_bridge.base import MediaBackend, MediaEvents
-from rtc_bridge.errors import MediaUnavailableError
+from rtc_bridge.openvidu.client import (
+    OpenViduClient,
+    OpenViduError,
+    OpenViduUnavailableError,
+    RetryPolicy,
+    SessionNotFoundError,
+)
+from rtc_bridge.openvidu.webhooks import (
+    SESSION_PREFIX,
+    OtherEvent,
+    ParticipantJoined,
+    ParticipantLeft,
+    SessionDestroyed,
+    WebhookEvent,
+    WebrtcConnectionCreated,
+    call_id_for,
+    parse_server_data,
+    server_data_for,
+    session_id_for,
+)
 from rtc_bridge.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
-API_PATH = "/openvidu/api"
-USERNAME = "OPENVIDUAPP"
-SESSION_PREFIX = "call-"
-
-PARTICIPANT_JOINED = "participantJoined"
-PARTICIPANT_LEFT = "participantLeft"
-WEBRTC_CONNECTION_CREATED = "webrtcConnectionCreated"
-SESSION_DESTROYED = "sessionDestroyed"
-#: The webhook events the backend acts on; the others are accepted and ignored.
-HANDLED_EVENTS = frozenset(
-    {PARTICIPANT_JOINED, PARTICIPANT_LEFT, WEBRTC_CONNECTION_CREATED, SESSION_DESTROYED}
-)
-_CONNECTION_EVENTS = frozenset({PARTICIPANT_JOINED, PARTICIPANT_LEFT, WEBRTC_CONNECTION_CREATED})
 #: How many event keys a call remembers to drop duplicates.
 _SEEN_MAX = 512
 #: How long ``close`` lets in-flight REST calls finish before cancelling them.
 _CLOSE_GRACE_S = 1.0
-
-
-# ------------------------------------------------------------------ errors
-
-
-class OpenViduError(MediaUnavailableError):
-    """Any failure talking to OpenVidu (the join ack says ``unavailable``)."""
-
-
-class OpenViduUnavailableError(OpenViduError):
-    """No usable answer after the retries: down, slow or failing (5xx)."""
-
-
-class OpenViduRejectedError(OpenViduError):
-    """OpenVidu answered a 4xx this client did not expect; never retried."""
-
-    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
-        super().__init__(f"OpenVidu {method} {path} answered {status}: {str(body)[:200]}")
-        self.status = status
-
-
-class SessionNotFoundError(OpenViduRejectedError):
-    """The session does not exist (any more)."""
-
-
-# ------------------------------------------------------------------ REST
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Timeout of one request, and how often and how patiently to retry."""
-
-    attempts: int = 3
-    timeout_s: float = 1.5
-    backoff_s: float = 0.1
-    backoff_max_s: float = 1.0
-
-    def delay(self, retry: int) -> float:
-        """Pause before retry number ``retry`` (0 for the first retry)."""
-        return float(min(self.backoff_s * 2**retry, self.backoff_max_s))
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    id: str
-    created_at: int | None
-
-    @property
-    def unique_id(self) -> str | None:
-        """OpenVidu's ``uniqueSessionId``: the id and the creation instant."""
-        return None if self.created_at is None else f"{self.id}_{self.created_at}"
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    id: str
-    token: str
-
-
-async def _body(response: aiohttp.ClientResponse) -> Any:
-    text = await response.text()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _created_at(body: Any) -> int | None:
-    value = body.get("createdAt") if isinstance(body, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-class OpenViduClient:
-    """The part of OpenVidu 2's REST API this project uses."""
-
-    def __init__(self, url: str, secret: str, *, policy: RetryPolicy | None = None) -> None:
-        self._base = url.rstrip("/") + API_PATH
-        credentials = base64.b64encode(f"{USERNAME}:{secret}".encode()).decode()
-        self._headers = {"Authorization": f"Basic {credentials}"}
-        self.policy = policy or RetryPolicy()
-        self._http: aiohttp.ClientSession | None = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(headers=self._headers)
-        return self._http
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    async def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> tuple[int, Any]:
-        """One call with retries; returns the status and JSON body of the first
-        answer below 500, or raises :class:`OpenViduUnavailableError`."""
-        policy = self.policy
-        url = self._base + path
-        failure = "not tried"
-        for attempt in range(policy.attempts):
-            if attempt:
-                await asyncio.sleep(policy.delay(attempt - 1))
-            try:
-                async with self._session().request(
-                    method, url, json=body, timeout=aiohttp.ClientTimeout(total=policy.timeout_s)
-                ) as response:
-                    status, payload = response.status, await _body(response)
-            except TimeoutError:
-                failure = f"no answer within {policy.timeout_s} s"
-            except aiohttp.ClientError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-            else:
-                if status < 500:
-                    return status, payload
-                failure = f"HTTP {status}"
-            logger.warning(
-                "OpenVidu %s %s failed (%s), attempt %d of %d",
-                method,
-                path,
-                failure,
-                attempt + 1,
-                policy.attempts,
-                extra={
-                    "event": "openvidu.request_failed",
-                    "method": method,
-                    "path": path,
-                    "failure": failure,
-                    "attempt": attempt + 1,
-                    "attempts": policy.attempts,
-                },
-            )
-        raise OpenViduUnavailableError(
-            f"OpenVidu does not answer ({method} {path}: {failure}, {policy.attempts} attempts)"
-        )
-
-    async def create_session(self, custom_id: str) -> SessionInfo | None:
-        """Create the session; ``None`` when it already exists (409)."""
-        path = "/sessions"
-        status, body = await self.request("POST", path, {"customSessionId": custom_id})
-        if status == 200 and isinstance(body, dict) and isinstance(body.get("id"), str):
-            return SessionInfo(body["id"], _created_at(body))
-        if status == 409:
-            return None
-        raise OpenViduRejectedError("POST", path, status, body)
-
-    async def get_session(self, session_id: str) -> SessionInfo | None:
-        path = f"/sessions/{quote(session_id, safe='')}"
-        status, body = await self.request("GET", path)
-        if status == 200 and isinstance(body, dict):
-            return SessionInfo(session_id, _created_at(body))
-        if status == 404:
-            return None
-        raise OpenViduRejectedError("GET", path, status, body)
-
-    async def create_connection(self, session_id: str, server_data: str) -> ConnectionInfo:
-        """A ``WEBRTC`` publisher connection whose ``serverData`` is ``server_data``."""
-        path = f"/sessions/{quote(session_id, safe='')}/connection"
-        status, body = await self.request(
-            "POST", path, {"type": "WEBRTC", "role": "PUBLISHER", "data": server_data}
-        )
-        if (
-            status == 200
-            and isinstance(body, dict)
-            and isinstance(body.get("id"), str)
-            and isinstance(body.get("token"), str)
-        ):
-            return ConnectionInfo(body["id"], body["token"])
-        if status == 404:
-            raise SessionNotFoundError("POST", path, status, body)
-        raise OpenViduRejectedError("POST", path, status, body)
-
-    async def disconnect(self, session_id: str, connection_id: str) -> bool:
-        """Force a connection out (or invalidate a pending one); ``False`` when
-        the session or the connection is already gone."""
-        path = f"/sessions/{quote(session_id, safe='')}/connection/{quote(connection_id, safe='')}"
-        status, body = await self.request("DELETE", path)
-        if status == 204:
-            return True
-        if status in (400, 404):
-            return False
-        raise OpenViduRejectedError("DELETE", path, status, body)
-
-    async def close_session(self, session_id: str) -> bool:
-        """Close the session; ``False`` when it did not exist (404)."""
-        path = f"/sessions/{quote(session_id, safe='')}"
-        status, body = await self.request("DELETE", path)
-        if status == 204:
-            return True
-        if status == 404:
-            return False
-        raise OpenViduRejectedError("DELETE", path, status, body)
-
-
-# --------------------------------------------------------------- webhooks
-
-
-class WebhookError(ValueError):
-    """A webhook body that is not an OpenVidu event."""
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    """One OpenVidu webhook event (the fields this project reads)."""
-
-    event: str
-    timestamp: int
-    session_id: str = ""
-    unique_session_id: str | None = None
-    connection_id: str | None = None
-    server_data: str | None = None
-    reason: str | None = None
-    #: webrtcConnectionCreated: ``OUTBOUND`` (publishing) or ``INBOUND`` (receiving)
-    connection: str | None = None
-    receiving_from: str | None = None
-    stream_id: str | None = None
-
-    @property
-    def handled(self) -> bool:
-        return self.event in HANDLED_EVENTS
-
-    @property
-    def publishing(self) -> bool:
-        if self.connection is not None:
-            return self.connection.upper() == "OUTBOUND"
-        return not self.receiving_from
-
-    def key(self) -> tuple[Any, ...]:
-        """What makes two deliveries the same event."""
-        return (
-            self.unique_session_id or self.session_id,
-            self.connection_id,
-            self.event,
-            self.timestamp,
-            self.stream_id,
-            self.receiving_from,
-        )
-
-
-def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise WebhookError(f"{name}: missing")
-        return None
-    if not isinstance(value, str) or (required and not value):
-        raise WebhookError(f"{name}: must be a non-empty string")
-    return value
-
-
-def parse_webhook(body: Any) -> WebhookEvent:
-    """An OpenVidu webhook body as a :class:`WebhookEvent`; raises
-    :class:`WebhookError` when it is not one."""
-    if not isinstance(body, dict):
-        raise WebhookError("the body must be a JSON object")
-    event = _text(body, "event", required=True)
-    assert event is not None
-    timestamp = body.get("timestamp")
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
-        raise WebhookError("timestamp: must be a non-negative integer (UTC milliseconds)")
-    handled = event in HANDLED_EVENTS
-    server_data = body.get("serverData")
-    return WebhookEvent(
-        event=event,
-        timestamp=timestamp,
-        session_id=_text(body, "sessionId", required=handled) or "",
-        unique_session_id=_text(body, "uniqueSessionId"),
-        connection_id=_text(body, "connectionId", required=event in _CONNECTION_EVENTS),
-        server_data=server_data if isinstance(server_data, str) else None,
-        reason=_text(body, "reason"),
-        connection=_text(body, "connection"),
-        receiving_from=_text(body, "receivingFrom") or None,
-        stream_id=_text(body, "streamId"),
-    )
-
-
-def server_data_for(call_id: int, user_id: str) -> str:
-    """The ``serverData`` of a participant's connection: names the call and user."""
-    return json.dumps({"call_id": call_id, "user_id": user_id}, separators=(",", ":"))
-
-
-def parse_server_data(text: str | None) -> tuple[int, str] | None:
-    """``(call_id, user_id)`` from a ``serverData`` made by :func:`server_data_for`."""
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    call_id, user_id = data.get("call_id"), data.get("user_id")
-    if not isinstance(call_id, int) or isinstance(call_id, bool) or not isinstance(user_id, str):
-        return None
-    return call_id, user_id
-
-
-def session_id_for(call_id: int, prefix: str = SESSION_PREFIX) -> str:
-    return f"{prefix}{call_id}"
-
-
-def call_id_for(session_id: str, prefix: str = SESSION_PREFIX) -> int | None:
-    match = re.fullmatch(re.escape(prefix) + r"([1-9][0-9]{0,14})", session_id)
-    return int(match.group(1)) if match else None
-
-
-# ---------------------------------------------------------------- backend
 
 
 @dataclass
@@ -373,7 +59,6 @@ class _Member:
     user_id: str
     connection_id: str | None = None
     token: str | None = None
-    latest_ts: int = 0
 
 
 @dataclass
@@ -498,7 +183,7 @@ class OpenViduMedia(MediaBackend):
         self._tasks.spawn(self.handle_webhook(event), f"openvidu-webhook-{event.event}")
 
     async def handle_webhook(self, event: WebhookEvent) -> None:
-        if not event.handled:
+        if isinstance(event, OtherEvent):
             return
         call_id = call_id_for(event.session_id, self._prefix)
         call = self._calls.get(call_id) if call_id is not None else None
@@ -509,17 +194,19 @@ class OpenViduMedia(MediaBackend):
             if not call.first_delivery(event.key()):
                 self._log_ignored(event, "duplicate")
                 return
-            if event.event == SESSION_DESTROYED:
-                await self._session_destroyed(call, event)
-            elif event.event == PARTICIPANT_JOINED:
-                await self._participant_joined(call, event)
-            elif event.event == WEBRTC_CONNECTION_CREATED:
-                await self._webrtc_created(call, event)
-            else:
-                await self._participant_left(call, event)
+            match event:
+                case SessionDestroyed():
+                    await self._session_destroyed(call, event)
+                case ParticipantJoined():
+                    await self._participant_joined(call, event)
+                case WebrtcConnectionCreated():
+                    await self._webrtc_created(call, event)
+                case ParticipantLeft():
+                    await self._participant_left(call, event)
+                case _:  # a new event type in the union needs its handler here
+                    assert_never(event)
 
-    async def _participant_joined(self, call: _CallMedia, event: WebhookEvent) -> None:
-        assert event.connection_id is not None
+    async def _participant_joined(self, call: _CallMedia, event: ParticipantJoined) -> None:
         named = parse_server_data(event.server_data)
         connection = call.connections.get(event.connection_id)
         if (
@@ -550,8 +237,7 @@ class OpenViduMedia(MediaBackend):
         connection.joined = True
         await self._maybe_connected(call, connection, event)
 
-    async def _webrtc_created(self, call: _CallMedia, event: WebhookEvent) -> None:
-        assert event.connection_id is not None
+    async def _webrtc_created(self, call: _CallMedia, event: WebrtcConnectionCreated) -> None:
         connection = call.connections.get(event.connection_id)
         if connection is None:  # before its participantJoined: remember it
             connection = call.connections[event.connection_id] = _Connection(
@@ -564,8 +250,7 @@ class OpenViduMedia(MediaBackend):
             connection.publishing = True
         await self._maybe_connected(call, connection, event)
 
-    async def _participant_left(self, call: _CallMedia, event: WebhookEvent) -> None:
-        assert event.connection_id is not None
+    async def _participant_left(self, call: _CallMedia, event: ParticipantLeft) -> None:
         connection = call.connections.get(event.connection_id)
         if connection is None:  # left before we heard it join: it stays left
             call.connections[event.connection_id] = _Connection(
@@ -575,13 +260,11 @@ class OpenViduMedia(MediaBackend):
         if connection.left:
             return
         connection.left = True
-        user_id = connection.user_id
-        member = call.members.get(user_id) if user_id else None
+        member = call.members.get(connection.user_id) if connection.user_id else None
         if member is None or member.connection_id != connection.id or connection.retired:
             return
-        assert user_id is not None
+        user_id = member.user_id
         member.connection_id = member.token = None  # the token is spent
-        member.latest_ts = max(member.latest_ts, event.timestamp)
         logger.info(
             "OpenVidu: user %s left the media of call %s (%s)",
             user_id,
@@ -598,7 +281,7 @@ class OpenViduMedia(MediaBackend):
         if self._events is not None:
             await self._events.media_left(call.call_id, user_id)
 
-    async def _session_destroyed(self, call: _CallMedia, event: WebhookEvent) -> None:
+    async def _session_destroyed(self, call: _CallMedia, event: SessionDestroyed) -> None:
         stale = (
             call.unique_session_id is not None
             and event.unique_session_id is not None
@@ -642,7 +325,6 @@ class OpenViduMedia(MediaBackend):
         member = call.member(user_id)
         if member.connection_id != connection.id:
             return
-        member.latest_ts = max(member.latest_ts, event.timestamp)
         logger.info(
             "OpenVidu: user %s's media is up in call %s",
             user_id,
@@ -658,8 +340,7 @@ class OpenViduMedia(MediaBackend):
         if self._events is not None:
             await self._events.media_connected(call.call_id, user_id)
 
-    def _reject(self, call: _CallMedia, event: WebhookEvent, why: str) -> None:
-        assert event.connection_id is not None
+    def _reject(self, call: _CallMedia, event: ParticipantJoined, why: str) -> None:
         connection = call.connections.setdefault(
             event.connection_id, _Connection(event.connection_id, None)
         )
