@@ -157,7 +157,8 @@ class CallStore(abc.ABC):
     @abc.abstractmethod
     async def list_due(self, now: datetime) -> list[CallRecord]:
         """Calls with a deadline at or before ``now`` that has not been acted on:
-        a window to open, a window to close, a countdown to finish, a limit."""
+        a window to open, a window to close, a countdown to finish, a limit
+        (:func:`persistence.models.is_due`)."""
 
     @abc.abstractmethod
     async def count_by_state(self) -> dict[CallState, int]: ...
@@ -180,20 +181,3 @@ class NotificationStore(abc.ABC):
 
 
 _RECENT_MAX = 4096
-
-
-def is_due(call: CallRecord, now: datetime) -> bool:
-    """The rule behind :meth:`CallStore.list_due`, shared by the in-memory
-    backend and the tests that check the SQL one."""
-    state = call.state
-    if state is CallState.SCHEDULED:
-        return call.opens_at <= now or call.closes_at <= now
-    if state in (CallState.OPEN, CallState.WAITING, CallState.CONNECTING):
-        return call.closes_at <= now
-    if state is CallState.COUNTDOWN:
-        # Both users are in and connected: the countdown runs to live even
-        # if the window closes meanwhile.
-        return call.live_at is not None and call.live_at <= now
-    if state is CallState.LIVE:
-        return call.ends_at is not None and call.ends_at <= now
-    return False

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from persistence.calls import CallStore, NotificationStore, is_due
+from persistence.calls import CallStore, NotificationStore
 from persistence.chat import (
     ChatMessage,
     ChatRoom,
@@ -32,6 +32,7 @@ from persistence.models import (
     Question,
     apply_changes,
     as_utc,
+    is_due,
     utcnow,
 )
 from persistence.presence import PresenceStore

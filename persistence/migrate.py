@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.sql import metadata
+from persistence.sql.tables import metadata
 from persistence.sqltypes import ExactString, exact_collation
 
 logger = logging.getLogger(__name__)

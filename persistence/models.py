@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 
 def utcnow() -> datetime:
@@ -78,6 +78,26 @@ ALLOWED_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 }
 
 
+#: The instants of a call that its timers act on.
+Deadline = Literal["opens_at", "closes_at", "live_at", "ends_at"]
+
+#: The deadlines of each state, the one acted on first when several have come
+#: listed first: a window that closed makes a call missed even if it opened. The
+#: close is the deadline of exactly the states with an edge to ``missed``
+#: (``scheduled`` included, ``countdown`` not: both users are in and connected,
+#: and it runs to live whatever the window), so this is not
+#: :data:`PRE_LIVE_STATES`. The stores' ``list_due`` and the scheduler's
+#: ``next_deadline`` and ``due_change`` all read this table.
+DEADLINES: dict[CallState, tuple[Deadline, ...]] = {
+    CallState.SCHEDULED: ("closes_at", "opens_at"),
+    CallState.OPEN: ("closes_at",),
+    CallState.WAITING: ("closes_at",),
+    CallState.CONNECTING: ("closes_at",),
+    CallState.COUNTDOWN: ("live_at",),
+    CallState.LIVE: ("ends_at",),
+}
+
+
 class IllegalTransitionError(ValueError):
     """A transition that is not an edge of the state machine."""
 
@@ -133,6 +153,25 @@ class CallRecord:
             "ended_at": iso(self.ended_at),
             "end_reason": self.end_reason.value if self.end_reason else None,
         }
+
+
+def deadlines_of(call: CallRecord) -> list[tuple[Deadline, datetime]]:
+    """The call's deadlines that are set, in :data:`DEADLINES` order (a
+    countdown or live call without its instants has none)."""
+    instants = ((name, getattr(call, name)) for name in DEADLINES.get(call.state, ()))
+    return [(name, at) for name, at in instants if at is not None]
+
+
+def passed_deadline(call: CallRecord, now: datetime) -> Deadline | None:
+    """The deadline of ``call`` that has come at ``now``, if any (the first in
+    :data:`DEADLINES` order): the one a timer firing at ``now`` acts on."""
+    return next((name for name, at in deadlines_of(call) if at <= now), None)
+
+
+def is_due(call: CallRecord, now: datetime) -> bool:
+    """Whether a timer firing at ``now`` has something to do: the rule of
+    every backend's ``CallStore.list_due``."""
+    return passed_deadline(call, now) is not None
 
 
 @dataclass(frozen=True, slots=True)

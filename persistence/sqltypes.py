@@ -1,20 +1,38 @@
-"""Column types whose meaning must not depend on the database server's defaults.
+"""Column types whose meaning must not depend on the database server's defaults,
+and the conversion of instants to and from :data:`UtcDateTime`.
 
-Shared by the table definitions (``persistence.sql``) and the migrations
+Shared by the table definitions (``persistence.sql.tables``) and the migrations
 (``persistence/migrations/versions``), so a migration written once keeps
 creating exactly what the stores expect.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
+from persistence.models import as_utc
+
 #: Naive UTC with microseconds: MySQL's bare DATETIME would round to the second.
 UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """A value for a :data:`UtcDateTime` column: naive UTC, since neither
+    SQLite nor MySQL DATETIME keeps a zone."""
+    if value is None:
+        return None
+    return as_utc(value).replace(tzinfo=None)
+
+
+def aware_utc(value: datetime | None) -> datetime | None:
+    """A :data:`UtcDateTime` column's value as the records carry it: aware UTC."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
 
 #: Every table on MySQL/MariaDB: InnoDB (row locks, transactions, foreign
 #: keys) and 4-byte UTF-8 whatever the server's default character set is.

@@ -37,11 +37,12 @@ async def sql_url(backend: str, tmp_path: Path, name: str) -> str:
     if backend == "mysql":
         return await mysql_scratch.SHARED.fresh()
     url = f"sqlite+aiosqlite:///{tmp_path / name}"
-    from persistence.sql import create_engine, create_schema
+    from persistence.migrate import upgrade
+    from persistence.sql import create_engine
 
     engine = create_engine(url)
     try:
-        await create_schema(engine)
+        await upgrade(engine)
     finally:
         await engine.dispose()
     return url

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from persistence.calls import CallStore, is_due
+from persistence.calls import CallStore
 from persistence.models import (
     ALLOWED_TRANSITIONS,
     FINAL_STATES,
@@ -20,6 +20,7 @@ from persistence.models import (
     CallState,
     EndReason,
     IllegalTransitionError,
+    is_due,
     utcnow,
 )
 from tests.contract.conftest import BACKENDS
@@ -373,6 +374,22 @@ async def test_list_due_follows_every_rule_of_is_due(calls: CallStore) -> None:
     assert {label for label, call in made.items() if call.id in ids(due)} == expected
     assert sorted(ids(due)) == sorted(c.id for c in made.values() if is_due(c, T0))
     assert all(c == made_call for c in due for made_call in made.values() if made_call.id == c.id)
+
+
+@pytest.mark.parametrize("state", sorted(set(CallState) - FINAL_STATES))
+async def test_a_closed_window_is_due_in_exactly_the_states_that_can_be_missed(
+    calls: CallStore, state: CallState
+) -> None:
+    """Only the window's close has come (its opening and the countdown's
+    instants are ahead): the call is due exactly when the state machine lets
+    it be missed. Not the same set as ``PRE_LIVE_STATES``: a ``scheduled``
+    call is missed, a ``countdown`` runs to live whatever the window."""
+    call = await calls.create("alice", "bob", T0, T0 + ms(10), T0 - ms(0.001))
+    call = await drive_to(calls, call, state, live_at=T0 + ms(10), ends_at=T0 + ms(70))
+
+    due = call.id in ids(await calls.list_due(T0))
+
+    assert due is (CallState.MISSED in ALLOWED_TRANSITIONS[state])
 
 
 async def test_list_due_agrees_on_every_backend(tmp_path: Path) -> None:

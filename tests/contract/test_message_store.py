@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from persistence.calls import CallStore
 from persistence.chat import MessageStore, RoomStore
 from persistence.gifts import GiftBox, GiftKind, GiftStore
+from persistence.migrate import upgrade
 from persistence.models import CallState, utcnow
-from persistence.sql import SqlCallStore, SqlGiftStore, create_engine, create_schema
+from persistence.sql import SqlCallStore, SqlGiftStore, create_engine
 from tests.contract import message_backends
 
 # The fixtures live in message_backends.py (tests/contract/conftest.py is shared).
@@ -242,7 +243,7 @@ async def test_a_special_gift_is_stored_with_its_call(
 async def test_a_failed_special_gift_leaves_no_call(tmp_path: Path) -> None:
     """One transaction: when the gift's insert fails, its call is rolled back."""
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'tx.sqlite3'}")
-    await create_schema(engine)
+    await upgrade(engine)
     try:
         gifts, calls = SqlGiftStore(engine), SqlCallStore(engine)
         at = utcnow() + timedelta(hours=1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from persistence.sql import SqlQuestionStore, create_engine, create_schema, questions_table
+from persistence.migrate import upgrade
+from persistence.sql import SqlQuestionStore, create_engine, questions_table
 
 
 async def test_random_is_uniform_over_questions_despite_id_gaps(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'q.sqlite3'}")
-    await create_schema(engine)
+    await upgrade(engine)
     try:
         store = SqlQuestionStore(engine)
         for i in range(1, 11):

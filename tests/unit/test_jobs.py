@@ -6,7 +6,14 @@ from datetime import datetime
 
 import pytest
 
-from persistence.models import ALLOWED_TRANSITIONS, FINAL_STATES, CallChanges, CallState, EndReason
+from persistence.models import (
+    ALLOWED_TRANSITIONS,
+    FINAL_STATES,
+    CallChanges,
+    CallState,
+    EndReason,
+    is_due,
+)
 from scheduler.jobs import COUNTDOWN_INSTANTS, due_change, next_deadline
 from tests.unit.records import CLOSES_AT, ENDS_AT, LIVE_AT, OPENS_AT, at, record
 
@@ -120,3 +127,12 @@ def test_every_due_change_is_an_edge_of_the_state_machine(state: CallState) -> N
         due = due_change(record(state), now)
         if due is not None:
             assert due[1].state in ALLOWED_TRANSITIONS[state], (state, now, due)
+
+
+@pytest.mark.parametrize("state", list(CallState))
+def test_a_timer_has_a_change_exactly_when_the_stores_list_the_call_as_due(
+    state: CallState,
+) -> None:
+    for now in (OPENS_AT, CLOSES_AT, LIVE_AT, ENDS_AT, at(ENDS_AT, 10**6)):
+        call = record(state)
+        assert (due_change(call, now) is not None) is is_due(call, now), (state, now)
