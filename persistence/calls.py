@@ -94,6 +94,7 @@ class CallStore(abc.ABC):
         cause: str = "",
         known: CallRecord | None = None,
         checked: bool = False,
+        told: bool = False,
     ) -> tuple[CallRecord | None, CallRecord | None]:
         """Read the call, let ``decide`` pick a change, write it with
         compare-and-set, and retry on a lost race.
@@ -106,7 +107,9 @@ class CallStore(abc.ABC):
 
         Returns ``(before, after)``: ``after`` is ``None`` when nothing changed
         (``decide`` said no, or the call does not exist). Each transition is
-        logged here, once, whoever made it.
+        logged here, once, whoever made it; ``told``: it was decided and
+        logged already where users were told of it, so its write is logged
+        at DEBUG only (a transition is an INFO line once, not twice).
         """
         recent = self._recent_writes
         if known is None:
@@ -133,7 +136,8 @@ class CallStore(abc.ABC):
                 recent.pop(call_id, None)
             else:
                 self._remember(after)
-                logger.info(
+                logger.log(
+                    logging.DEBUG if told else logging.INFO,
                     "call %s: %s -> %s",
                     call_id,
                     before.state.value,
@@ -162,6 +166,11 @@ class CallStore(abc.ABC):
 
     @abc.abstractmethod
     async def count_by_state(self) -> dict[CallState, int]: ...
+
+    @abc.abstractmethod
+    async def count_open_booked(self, caller_id: str) -> int:
+        """How many calls ``caller_id`` booked that are not over (in no final
+        state): the booking quota's count, one indexed query."""
 
 
 class NotificationStore(abc.ABC):

@@ -95,6 +95,11 @@ class MemoryCallStore(CallStore):
     async def count_by_state(self) -> dict[CallState, int]:
         return dict(Counter(c.state for c in self._calls.values()))
 
+    async def count_open_booked(self, caller_id: str) -> int:
+        return sum(
+            1 for c in self._calls.values() if c.caller_id == caller_id and not c.state.is_final
+        )
+
 
 class MemoryNotificationStore(NotificationStore):
     def __init__(self) -> None:

@@ -153,7 +153,7 @@ class WriteBehind:
             ):
                 with attempt:
                     before, after = await self._calls.update(
-                        call_id, decide, cause=cause, checked=len(batch) > 1
+                        call_id, decide, cause=cause, checked=len(batch) > 1, told=True
                     )
         except Exception:
             logger.exception(

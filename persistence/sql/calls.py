@@ -207,6 +207,16 @@ class SqlCallStore(CallStore):
             rows = (await conn.execute(query)).all()
         return {CallState(state): count for state, count in rows}
 
+    async def count_open_booked(self, caller_id: str) -> int:
+        c = calls_table.c
+        query = (
+            sa.select(sa.func.count())
+            .select_from(calls_table)
+            .where(c.caller_id == caller_id, c.state.not_in([s.value for s in FINAL_STATES]))
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
 
 class SqlNotificationStore(NotificationStore):
     def __init__(self, engine: AsyncEngine) -> None:

@@ -237,7 +237,7 @@ class CallService:
         if scheduled_at > now + timedelta(days=366):
             raise invalid("scheduled_at: at most a year ahead")
         if self._quotas is not None:
-            await self._quotas.check_booking(caller_id, self._booked_open)
+            await self._quotas.check_booking(caller_id, self._calls.count_open_booked)
         opens_at, closes_at = window_for(
             scheduled_at, self.rules.notify_before_s, self.rules.join_grace_s
         )
@@ -258,15 +258,6 @@ class CallService:
         else:
             self._arm(call)
         return call
-
-    async def _booked_open(self, user_id: str) -> int:
-        """The calls ``user_id`` booked that are not over (among their latest:
-        the store lists by ``scheduled_at``, newest first, so the open ones lead)."""
-        assert self._quotas is not None
-        latest = await self._calls.list_for_user(
-            user_id, limit=max(100, 2 * self._quotas.rules.calls_open_max)
-        )
-        return sum(1 for c in latest if c.caller_id == user_id and not c.state.is_final)
 
     async def list_calls(
         self, user_id: str, limit: int = 100, before: tuple[datetime, int] | None = None

@@ -81,6 +81,9 @@ class YieldingCallStore(CallStore):
     async def count_by_state(self) -> dict[CallState, int]:
         return await self.inner.count_by_state()
 
+    async def count_open_booked(self, caller_id: str) -> int:
+        return await self.inner.count_open_booked(caller_id)
+
 
 def ids(calls: Iterable[CallRecord]) -> list[int]:
     return [c.id for c in calls]
@@ -324,6 +327,19 @@ async def test_count_by_state(calls: CallStore) -> None:
         CallState.LIVE: 2,
         CallState.MISSED: 1,
     }
+
+
+async def test_count_open_booked_counts_only_the_callers_calls_not_over(
+    calls: CallStore,
+) -> None:
+    assert await calls.count_open_booked("alice") == 0
+    for state in (CallState.SCHEDULED, CallState.WAITING, CallState.LIVE, CallState.ENDED):
+        await drive_to(calls, await create_call(calls, "alice", "bob"), state)
+    await drive_to(calls, await create_call(calls, "alice", "carol"), CallState.CANCELLED)
+    await create_call(calls, "bob", "alice")  # booked by bob: not alice's quota
+    assert await calls.count_open_booked("alice") == 3
+    assert await calls.count_open_booked("bob") == 1
+    assert await calls.count_open_booked("carol") == 0
 
 
 #: (state, opens_at, closes_at, live_at, ends_at) in seconds from ``now``, due?
