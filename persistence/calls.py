@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -180,6 +180,14 @@ class NotificationStore(abc.ABC):
     async def add(
         self, user_id: str, kind: str, call_id: int | None, payload: dict[str, Any]
     ) -> Notification: ...
+
+    async def add_each(
+        self, kind: str, call_id: int | None, payloads: Mapping[str, dict[str, Any]]
+    ) -> None:
+        """One notification per user of ``payloads`` (user id → payload), as
+        ``add`` makes them; a backend may write them all at once."""
+        for user_id, payload in payloads.items():
+            await self.add(user_id, kind, call_id, payload)
 
     @abc.abstractmethod
     async def list_for_user(

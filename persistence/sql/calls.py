@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -239,6 +240,24 @@ class SqlNotificationStore(NotificationStore):
             )
         new_id = result.inserted_primary_key[0]  # type: ignore[index]
         return Notification(new_id, user_id, kind, call_id, dict(payload), created_at)
+
+    async def add_each(
+        self, kind: str, call_id: int | None, payloads: Mapping[str, dict[str, Any]]
+    ) -> None:
+        # One transaction and one executemany for every user (a call's two).
+        created_at = naive_utc(datetime.now(UTC))
+        rows = [
+            {
+                "user_id": user_id,
+                "kind": kind,
+                "call_id": call_id,
+                "payload": orjson.dumps(payload).decode(),
+                "created_at": created_at,
+            }
+            for user_id, payload in payloads.items()
+        ]
+        async with self._engine.begin() as conn:
+            await conn.execute(notifications_table.insert(), rows)
 
     async def list_for_user(
         self, user_id: str, limit: int = 50, before_id: int | None = None
