@@ -9,10 +9,11 @@ rate of ``--rates`` for ``--duration`` seconds (or ``--calls`` calls) and
 stops them. Set-ups (``--setups``):
 
 - ``sqlite``: one process, SQLite in a fresh temporary file;
-- ``mariadb``: one process on a scratch MariaDB database (127.0.0.1:3306, root,
-  created and dropped here), or on ``$BENCH_MARIADB_URL`` when set;
-- ``cluster``: two processes on a scratch MariaDB database and Redis
-  (127.0.0.1:6379, a unique ``SIGNALING_REDIS_PREFIX``) behind HAProxy
+- ``mariadb``: one process on a throwaway MariaDB server of its own
+  (``bench/throwaway.py``), or on ``$BENCH_MARIADB_URL`` when set;
+- ``cluster``: two processes on a throwaway MariaDB and Redis (or
+  ``$BENCH_MARIADB_URL`` and ``$BENCH_REDIS_URL``, a unique
+  ``SIGNALING_REDIS_PREFIX``) behind HAProxy
   (``bench/haproxy.py``: ``balance url_param call_id``, so both users of a call
   reach the same process);
 - ``ref``: the Node reference server of ``bench/reference`` (``npm install`` in a
@@ -37,7 +38,6 @@ import json
 import os
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,12 +51,11 @@ from typing import Any
 from call_bench import SECRET, child, free_port
 from haproxy import run_haproxy
 from loadgen_stats import cpu_seconds, rss_bytes
+from throwaway import mariadb_database, redis_server
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 ANCHORS = BENCH / "reference"  # the Node reference server, kept in the repository
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-REDIS = ("127.0.0.1", 6379)
 SETUPS = ("sqlite", "mariadb", "cluster", "ref")
 LABELS = {
     "sqlite": "one process, SQLite",
@@ -102,34 +101,13 @@ def our_server(port: int, env: dict[str, str], log_file: Path) -> Any:
     return child(command, port, {**env, "SIGNALING_PORT": str(port)}, log_file)
 
 
-@contextlib.contextmanager
-def scratch_mariadb() -> Iterator[str]:
-    """A fresh database on the local MariaDB, dropped afterwards; or $BENCH_MARIADB_URL."""
-    given = os.environ.get("BENCH_MARIADB_URL")
-    if given:
-        yield given
-        return
-    import pymysql  # type: ignore[import-untyped]
-
-    name = f"giftcall_clock_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(**MARIADB, autocommit=True, connect_timeout=10)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql+aiomysql://root@127.0.0.1:3306/{name}"
-    finally:
-        with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-
-
-def redis_cleanup(prefix: str) -> int:
-    """Delete this run's keys (bounded); returns how many."""
+def redis_cleanup(url: str, prefix: str) -> int:
+    """Delete this run's keys (bounded; they matter on $BENCH_REDIS_URL); returns how many."""
     try:
         import redis
     except ImportError:
         return 0
-    client = redis.Redis(host=REDIS[0], port=REDIS[1], socket_timeout=5)
+    client = redis.Redis.from_url(url, socket_timeout=5)
     deleted = 0
     try:
         batch: list[bytes] = []
@@ -149,14 +127,6 @@ def redis_cleanup(prefix: str) -> int:
     return deleted
 
 
-def check_port(host: str, port: int, what: str) -> None:
-    try:
-        with socket.create_connection((host, port), 3):
-            pass
-    except OSError as exc:
-        raise RuntimeError(f"{what} is not reachable on {host}:{port}: {exc}") from None
-
-
 @contextlib.contextmanager
 def setup_sqlite(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
     port = free_port()
@@ -168,8 +138,7 @@ def setup_sqlite(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
 
 @contextlib.contextmanager
 def setup_mariadb(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
-    check_port(str(MARIADB["host"]), int(MARIADB["port"]), "MariaDB")
-    with scratch_mariadb() as database:
+    with mariadb_database(folder / "mariadb-server", "giftcall_clock") as database:
         port = free_port()
         log_file = folder / f"mariadb-{port}.log"
         with our_server(port, our_env(database, args), log_file) as pid:
@@ -178,31 +147,34 @@ def setup_mariadb(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
 
 @contextlib.contextmanager
 def setup_cluster(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
-    check_port(str(MARIADB["host"]), int(MARIADB["port"]), "MariaDB")
-    check_port(*REDIS, "Redis")
     prefix = f"clockbench-{uuid.uuid4().hex[:10]}"
-    try:
-        with scratch_mariadb() as database, contextlib.ExitStack() as stack:
-            env = {
-                **our_env(database, args),
-                "SIGNALING_REDIS_URL": f"redis://{REDIS[0]}:{REDIS[1]}/0",
-                "SIGNALING_REDIS_PREFIX": prefix,
-            }
-            ports, pids, logs = [], [], []
-            for _ in range(2):  # one after the other: the first one migrates
-                port = free_port()
-                logs.append(folder / f"cluster-{port}.log")
-                pids.append(stack.enter_context(our_server(port, env, logs[-1])))
-                ports.append(port)
-            proxy_pid: list[int] = []
-            logs.append(folder / "haproxy.log")
-            front = stack.enter_context(run_haproxy(ports, log=logs[-1], pid_out=proxy_pid))
-            yield Target("cluster", f"http://127.0.0.1:{front}", pids, proxy_pid, logs=logs)
-    finally:
-        n = redis_cleanup(prefix)
-        log(f"redis: deleted {n} keys of {prefix}*")
+    with (
+        mariadb_database(folder / "cluster-mariadb", "giftcall_clock") as database,
+        redis_server(folder / "cluster-redis") as redis_url,
+    ):
+        try:
+            with contextlib.ExitStack() as stack:
+                env = {
+                    **our_env(database, args),
+                    "SIGNALING_REDIS_URL": redis_url,
+                    "SIGNALING_REDIS_PREFIX": prefix,
+                }
+                ports, pids, logs = [], [], []
+                for _ in range(2):  # one after the other: the first one migrates
+                    port = free_port()
+                    logs.append(folder / f"cluster-{port}.log")
+                    pids.append(stack.enter_context(our_server(port, env, logs[-1])))
+                    ports.append(port)
+                proxy_pid: list[int] = []
+                logs.append(folder / "haproxy.log")
+                front = stack.enter_context(run_haproxy(ports, log=logs[-1], pid_out=proxy_pid))
+                yield Target("cluster", f"http://127.0.0.1:{front}", pids, proxy_pid, logs=logs)
+        finally:
+            n = redis_cleanup(redis_url, prefix)
+            log(f"redis: deleted {n} keys of {prefix}*")
 
 
+@contextlib.contextmanager
 def reference_dir(folder: Path, args: argparse.Namespace) -> Path:
     """The Node reference with its node_modules: --ref-dir if it has them, else a copy
     of bench/reference in ``folder`` with ``npm install`` run there."""
@@ -364,8 +336,12 @@ def release(holders: list[Any]) -> None:
             h.wait(timeout=10)
 
 
-def idle_memory(target: Target, args: argparse.Namespace) -> dict[str, Any]:
-    """Server RSS per idle authenticated /call websocket."""
+def idle_memory(
+    target: Target, args: argparse.Namespace, mark: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Server RSS per idle authenticated /call websocket; ``mark("before")`` and
+    ``mark("after")`` run right after each RSS reading (bench/socket_memory.py
+    takes its heap snapshots there)."""
     pids = target.server_pids
     warm = idle_holders(target, min(100, args.idle_sockets), 1, 10_000_000 - 1000)
     try:
@@ -375,12 +351,16 @@ def idle_memory(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     settle(pids, 10)
     time.sleep(1.0)
     before = rss_bytes(pids)
+    if mark is not None:
+        mark("before")
     holders = idle_holders(target, args.idle_sockets, args.idle_procs, 0)
     try:
         reports = read_reports(holders, 180)
         time.sleep(3.0)  # let the server finish handshakes and settle
         settle(pids, 10)
         after = rss_bytes(pids)
+        if mark is not None:
+            mark("after")
     finally:
         release(holders)
     opened = sum(int(r.get("open", 0)) for r in reports)

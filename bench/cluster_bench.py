@@ -1,7 +1,8 @@
 """One server process against two behind Redis, in one run.
 
-Both set-ups share a scratch MariaDB database (127.0.0.1:3306, root), made
-fresh for each, and are driven by the same ``bench/loadgen.py`` runs:
+Both set-ups run on a throwaway MariaDB server (and the two processes share a
+throwaway Redis: ``bench/throwaway.py``, or ``$BENCH_MARIADB_URL`` and
+``$BENCH_REDIS_URL``), made fresh for each, and are driven by the same ``bench/loadgen.py`` runs:
 saturation (signals relayed per second) and steady load (relay latency and
 join-to-countdown). With two processes each call's first user connects to
 process one and the second user to process two, so every signal, timer and
@@ -22,32 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymysql  # type: ignore[import-untyped]
 from call_bench import SECRET, child, free_port, loadgen, pick
-
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from throwaway import mariadb_database, redis_server
 
 
 @contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"giftcall_bench_{uuid.uuid4().hex[:10]}"
-    conn = pymysql.connect(**MARIADB, autocommit=True)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql+aiomysql://root@127.0.0.1:3306/{name}"
-    finally:
-        with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-
-
-@contextlib.contextmanager
-def servers(count: int, limit_s: float, countdown_s: float) -> Iterator[tuple[list[int], str]]:
+def servers(
+    count: int, folder: Path, limit_s: float, countdown_s: float
+) -> Iterator[tuple[list[int], str]]:
     """``count`` server processes on one fresh database; Redis when more than one.
     Yields their ports and the comma-separated pids."""
-    with scratch_database() as database, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(mariadb_database(folder / "mariadb", "giftcall_bench"))
         env = {
             "SIGNALING_JWT_SECRET": SECRET,
             "SIGNALING_DATABASE_URL": database,
@@ -56,7 +43,7 @@ def servers(count: int, limit_s: float, countdown_s: float) -> Iterator[tuple[li
             "SIGNALING_LOG_LEVEL": "WARNING",
         }
         if count > 1:
-            env["SIGNALING_REDIS_URL"] = REDIS_URL
+            env["SIGNALING_REDIS_URL"] = stack.enter_context(redis_server(folder / "redis"))
             env["SIGNALING_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}"
         ports, pids = [], []
         for _ in range(count):  # one after the other: the first one migrates
@@ -73,7 +60,7 @@ def drive(
     count: int, folder: Path, args: argparse.Namespace, *mode: str, steady: bool
 ) -> dict[str, Any]:
     limit_s, countdown_s = (args.steady_limit_s, 1.0) if steady else (1.0, 0.0)
-    with servers(count, limit_s, countdown_s) as (ports, pids):
+    with servers(count, folder / f"servers-{count}", limit_s, countdown_s) as (ports, pids):
         urls = ["--url-b", f"http://127.0.0.1:{ports[-1]}"] if count > 1 else []
         return loadgen(ports[0], pids, folder, *urls, *mode)
 

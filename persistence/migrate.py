@@ -164,6 +164,9 @@ def migration_lock(connection: Connection) -> Iterator[None]:
         )
     try:
         yield
+        # Commit while still holding the lock: the next process must find the
+        # version row, not the tables alone (it would stamp them a second time).
+        connection.commit()
     finally:
         connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
 

@@ -2,16 +2,16 @@
 the single-store fixtures) runs once per entry of :data:`BACKENDS`.
 
 Adding a backend is one more :class:`Backend` in the list. MySQL/MariaDB is
-always in it: a scratch database on the local server (see
-``tests/contract/mysql_scratch.py``), made and migrated once per run, emptied
-before every test, dropped at the end. Without a reachable server the MySQL
-tests fail, saying so; they are never skipped.
+always in it: a scratch database on the session's own MariaDB server (the
+``mysql_url`` fixture; see ``tests/contract/mysql_scratch.py``), made and
+migrated once per run, emptied before every test. Without the server the
+MySQL tests fail, saying so; they are never skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,9 @@ OpenBackend = Callable[[Path], AbstractAsyncContextManager[Stores]]
 class Backend:
     name: str
     open: OpenBackend
+    #: Session fixtures the backend's server comes from, requested only when
+    #: it is used (a run without MySQL tests starts no MariaDB).
+    needs: tuple[str, ...] = ()
 
 
 @contextlib.asynccontextmanager
@@ -65,19 +68,15 @@ def mysql_backend(_tmp_path: Path) -> AbstractAsyncContextManager[Stores]:
 BACKENDS: list[Backend] = [
     Backend("memory", memory_backend),
     Backend("sqlite", sqlite_backend),
-    Backend("mysql", mysql_backend),
+    Backend("mysql", mysql_backend, needs=("mysql_url",)),
 ]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _drop_the_scratch_mysql_database() -> Iterator[None]:
-    yield
-    mysql_scratch.SHARED.drop()
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
     backend: Backend = request.param
+    for fixture in backend.needs:
+        request.getfixturevalue(fixture)
     async with backend.open(tmp_path) as opened_stores:
         yield opened_stores
 

@@ -2,8 +2,9 @@
 MongoDB included, as a real wire-protocol server (nx-27017) in a child process,
 and MySQL/MariaDB as the shared scratch database of ``mysql_scratch``.
 
-The Mongo server must start and the MariaDB server must answer: if either
-cannot, its tests error loudly (never skip), as CI must run them."""
+The Mongo server and the session's MariaDB server (the ``mysql_url`` fixture)
+must start: if either cannot, its tests error loudly (never skip), as CI must
+run them."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ MESSAGE_BACKENDS = ("memory", "sqlite", "mysql", "mongo")
 SQL_BACKENDS = ("memory", "sqlite", "mysql")
 
 
-async def sql_url(backend: str, tmp_path: Path, name: str) -> str:
-    """An empty, migrated SQL database of ``backend`` (``sqlite`` or ``mysql``)."""
-    if backend == "mysql":
+async def sql_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    """An empty, migrated SQL database of the backend ``request.param``
+    (``sqlite`` or ``mysql``)."""
+    if request.param == "mysql":
+        request.getfixturevalue("mysql_url")  # the session's server, started on first use
         return await mysql_scratch.SHARED.fresh()
     url = f"sqlite+aiosqlite:///{tmp_path / name}"
     from persistence.migrate import upgrade
@@ -106,7 +109,7 @@ async def message_store(
     if request.param in ("sqlite", "mysql"):
         from persistence.sql import SqlMessageStore, create_engine
 
-        engine = create_engine(await sql_url(request.param, tmp_path, "messages.sqlite3"))
+        engine = create_engine(await sql_url(request, tmp_path, "messages.sqlite3"))
         try:
             yield SqlMessageStore(engine)
         finally:
@@ -133,7 +136,7 @@ async def chat_sql_stores(
         return
     from persistence.sql import SqlCallStore, SqlGiftStore, SqlRoomStore, create_engine
 
-    engine = create_engine(await sql_url(request.param, tmp_path, "main.sqlite3"))
+    engine = create_engine(await sql_url(request, tmp_path, "main.sqlite3"))
     try:
         yield SqlRoomStore(engine), SqlGiftStore(engine), SqlCallStore(engine)
     finally:

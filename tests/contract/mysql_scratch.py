@@ -1,14 +1,18 @@
 """Scratch databases on the MariaDB/MySQL server the tests run against.
 
-The server is ``127.0.0.1:3306`` as ``root`` without a password unless
-``TEST_MYSQL_URL`` names another (``mysql+aiomysql://user:pass@host:port``,
-no database). It must be there: when it is not, every MySQL test fails with
-a message saying so (``.ci/ensure-services`` starts it); nothing is skipped.
+That server is the session's throwaway ``mariadbd`` (the ``mysql_url``
+fixture of ``tests/conftest.py``, started by ``tests/services.py``), or the
+one ``TEST_MYSQL_URL`` names (``mysql+aiomysql://user:pass@host:port``, no
+database). The fixture registers it here with :func:`serving`; a fixture that
+makes a :class:`ScratchDatabase` requests ``mysql_url`` first. A server that
+does not answer fails every MySQL test with a message saying so; nothing is
+skipped.
 
 Each :class:`ScratchDatabase` is a database of its own,
 ``giftcall_test_<pid>_<random>``, made on first use and dropped by
 :meth:`ScratchDatabase.drop`. :data:`SHARED` is the one the store contract
-suites share for the whole run: migrated once, emptied before every test.
+suites share for the whole run: migrated once, emptied before every test,
+dropped when the session's server goes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from typing import Any
 import pymysql
 import sqlalchemy as sa
 
-SERVER_URL = os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306")
 PREFIX = "giftcall_test_"
 #: A leftover of a killed run (its pid gone) older than this is dropped.
 STALE_AFTER_S = 3600
@@ -33,6 +36,36 @@ STALE_AFTER_S = 3600
 
 class MysqlUnavailableError(RuntimeError):
     """The MariaDB/MySQL server of the tests does not answer."""
+
+
+class _Current:
+    """The server :func:`serving` registered for this session, if any."""
+
+    url: str | None = None
+
+
+@contextlib.contextmanager
+def serving(url: str) -> Iterator[None]:
+    """Make ``url`` (no database) the server of every :class:`ScratchDatabase`
+    made without one, until the end of the block, which drops :data:`SHARED`."""
+    _Current.url = url
+    try:
+        yield
+    finally:
+        try:
+            SHARED.drop()
+        finally:
+            _Current.url = None
+
+
+def server_url() -> str:
+    """The URL registered by :func:`serving`."""
+    if _Current.url is None:
+        raise MysqlUnavailableError(
+            "no MariaDB/MySQL server for the tests: a test or fixture that uses a "
+            "ScratchDatabase must request the mysql_url fixture (tests/conftest.py) first"
+        )
+    return _Current.url
 
 
 def _pid_alive(pid: int) -> bool:
@@ -48,12 +81,17 @@ def _pid_alive(pid: int) -> bool:
 class ScratchDatabase:
     """One scratch database on the test server (see the module docstring)."""
 
-    def __init__(self, server_url: str = SERVER_URL) -> None:
-        self.server = sa.engine.make_url(server_url)
+    def __init__(self, server: str | None = None) -> None:
+        # Resolved on first use: SHARED is made at import, before any server.
+        self._server = server
         self.name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         self.created = False
         self.migrated = False
         self._failure: MysqlUnavailableError | None = None
+
+    @property
+    def server(self) -> sa.engine.URL:
+        return sa.engine.make_url(self._server or server_url())
 
     @property
     def url(self) -> str:
@@ -70,12 +108,13 @@ class ScratchDatabase:
         which run outside any test's event loop or in a thread of their own."""
         if self._failure is not None:
             raise self._failure
+        server = self.server
         try:
             conn = pymysql.connect(
-                host=self.server.host or "127.0.0.1",
-                port=self.server.port or 3306,
-                user=self.server.username or "root",
-                password=self.server.password or "",
+                host=server.host or "127.0.0.1",
+                port=server.port or 3306,  # MySQL's own default, for a URL without one
+                user=server.username or "root",
+                password=server.password or "",
                 database=database,
                 autocommit=True,
                 connect_timeout=5,
@@ -84,10 +123,10 @@ class ScratchDatabase:
             )
         except pymysql.err.OperationalError as exc:
             self._failure = MysqlUnavailableError(
-                f"MariaDB/MySQL is not reachable at {self.server.host}:{self.server.port or 3306}"
-                f" as {self.server.username!r} ({exc.args[-1]}). The MySQL tests need it: "
-                "run .ci/ensure-services (installs and starts MariaDB and Redis), or set "
-                "TEST_MYSQL_URL=mysql+aiomysql://user:pass@host:port"
+                f"MariaDB/MySQL is not reachable at {server.host}:{server.port or 3306}"
+                f" as {server.username!r} ({exc.args[-1]}). The MySQL tests use the "
+                "session's own mariadbd (the mysql_url fixture), or the server that "
+                "TEST_MYSQL_URL names when it is set"
             )
             raise self._failure from None
         try:

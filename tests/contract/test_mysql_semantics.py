@@ -32,8 +32,8 @@ from tests.contract.states import create_call
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[AsyncEngine]:
-    """An engine on the shared scratch database, its tables empty."""
+async def engine(mysql_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the shared scratch database (on ``mysql_url``), its tables empty."""
     made = create_engine(await mysql_scratch.SHARED.fresh())
     try:
         yield made

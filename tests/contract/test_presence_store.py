@@ -1,5 +1,6 @@
 """The PresenceStore contract, run against every backend: in process memory
-and Redis (127.0.0.1:6379, each test under a prefix of its own)."""
+and Redis (the session's own server, the ``redis_url`` fixture; each test under
+a prefix of its own)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,6 @@ from persistence.memory import MemoryPresenceStore
 from persistence.presence import PresenceStore
 from persistence.redis import RedisPresenceStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _redis_store(prefix: str) -> RedisPresenceStore:
-    return RedisPresenceStore.from_url(REDIS_URL, prefix=prefix)
-
 
 @pytest.fixture(params=["memory", "redis"])
 async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStore]:
@@ -27,12 +22,12 @@ async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStor
     if request.param == "memory":
         yield MemoryPresenceStore()
         return
-    prefix = f"test-{uuid.uuid4().hex}"
-    store = _redis_store(prefix)
+    url = request.getfixturevalue("redis_url")
+    store = RedisPresenceStore.from_url(url, prefix=f"test-{uuid.uuid4().hex}")
     try:
         await store.ping()
     except OSError as exc:
-        pytest.fail(f"Redis must run on 127.0.0.1:6379 for these tests: {exc}")
+        pytest.fail(f"Redis does not answer at {url}: {exc}")
     try:
         yield store
     finally:
@@ -168,9 +163,9 @@ async def test_the_call_lock_serializes_holders(presence: PresenceStore) -> None
         pass
 
 
-async def test_two_redis_clients_share_presence_like_two_processes() -> None:
+async def test_two_redis_clients_share_presence_like_two_processes(redis_url: str) -> None:
     prefix = f"test-{uuid.uuid4().hex}"
-    one, two = _redis_store(prefix), _redis_store(prefix)
+    one, two = (RedisPresenceStore.from_url(redis_url, prefix=prefix) for _ in range(2))
     try:
         await one.enter(1, "alice", "sid-on-1")
         assert await two.enter(1, "bob", "sid-on-2") is None

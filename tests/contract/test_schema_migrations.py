@@ -40,7 +40,7 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.sqlite3'}"
         return
-    scratch = ScratchDatabase()
+    scratch = ScratchDatabase(request.getfixturevalue("mysql_url"))
     await asyncio.to_thread(scratch.create)
     try:
         yield scratch.url
@@ -239,11 +239,11 @@ async def test_processes_starting_together_migrate_once(empty_url: str) -> None:
         await engine.dispose()
 
 
-async def test_the_schema_check_sees_a_lost_collation() -> None:
+async def test_the_schema_check_sees_a_lost_collation(mysql_url: str) -> None:
     """compare_metadata alone would not notice an id column that compares
     case-insensitively again; schema_differences does (MariaDB only: SQLite
     has no per-column collations to lose)."""
-    scratch = ScratchDatabase()
+    scratch = ScratchDatabase(mysql_url)
     await asyncio.to_thread(scratch.create)
     engine = create_engine(scratch.url)
     try:

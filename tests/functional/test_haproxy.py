@@ -1,5 +1,5 @@
 """A real HAProxy in front of two real server processes (sharing a scratch
-MariaDB database and Redis): both users of a call reach the same process
+database on the session's MariaDB, and its Redis): both users of a call reach the same process
 because their ``/call`` connections carry ``?call_id=<id>``, and when that
 process is killed mid-call they reconnect through HAProxy to the other one,
 which ends the call on time.
@@ -126,8 +126,12 @@ class Balanced:
 
 
 @pytest.fixture
-async def balanced(tmp_path: Path, shared_database: str) -> AsyncIterator[Balanced]:  # noqa: F811
-    with two_servers(tmp_path, shared_database) as cluster:
+async def balanced(
+    tmp_path: Path,
+    shared_database: str,  # noqa: F811
+    redis_url: str,
+) -> AsyncIterator[Balanced]:
+    with two_servers(tmp_path, shared_database, redis_url) as cluster:
         ports = {"one": cluster.one.settings.port, "two": cluster.two.settings.port}
         with run_haproxy(ports, tmp_path / "haproxy") as proxy:
             await proxy.all_up()

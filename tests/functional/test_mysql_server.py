@@ -16,9 +16,10 @@ from tests.support import RunningServer
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[ScratchDatabase]:
-    """An empty MariaDB database (no tables), dropped after the test."""
-    scratch = ScratchDatabase()
+async def database(mysql_url: str) -> AsyncIterator[ScratchDatabase]:
+    """An empty MariaDB database (no tables) on the session's server, dropped
+    after the test."""
+    scratch = ScratchDatabase(mysql_url)
     await asyncio.to_thread(scratch.create)
     try:
         yield scratch

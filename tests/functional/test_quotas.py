@@ -18,8 +18,6 @@ from tests.functional.chat_support import ChatClient, open_room
 from tests.functional.conftest import Lab, StdJsonPacket
 from tests.support import RunningServer, in_seconds
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 def assert_rate_limited(body: Any) -> int:
     """PROTOCOL.md's error shape with ``rate_limited`` and ``retry_after``."""
@@ -205,8 +203,8 @@ async def test_connections_per_user(lab: Lab) -> None:
         await second.disconnect()
 
 
-async def test_redis_storage_holds_across_processes(lab: Lab) -> None:
-    shared = {"redis_url": REDIS_URL, "redis_prefix": f"test-{uuid.uuid4().hex[:12]}"}
+async def test_redis_storage_holds_across_processes(lab: Lab, redis_url: str) -> None:
+    shared = {"redis_url": redis_url, "redis_prefix": f"test-{uuid.uuid4().hex[:12]}"}
     one = await lab.start(gifts_per_minute=2, **shared)
     two = await lab.start(gifts_per_minute=2, **shared)
     gift = {"receiver_id": "victim", "kind": "general", "message": "hi"}

@@ -14,33 +14,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiomysql
 import pytest
 
+from tests.contract.mysql_scratch import ScratchDatabase
 from tests.functional.chat_support import ChatClient
 from tests.support import SECRET, Client, RunningServer, serve_in_child, server_settings
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TOLERANCE_S = 0.6
 
 
 @pytest.fixture
-async def shared_database() -> AsyncIterator[str]:
-    """A scratch MariaDB database for this test, dropped afterwards."""
-    name = f"giftcall_mp_{uuid.uuid4().hex[:12]}"
+async def shared_database(mysql_url: str) -> AsyncIterator[str]:
+    """A scratch database on the session's MariaDB for this test, dropped afterwards."""
+    scratch = ScratchDatabase(mysql_url)
+    await asyncio.to_thread(scratch.create)
     try:
-        conn = await aiomysql.connect(**MARIADB, autocommit=True)
-    except OSError as exc:
-        pytest.fail(f"MariaDB must run on 127.0.0.1:3306 (root, no password): {exc}")
-    try:
-        async with conn.cursor() as cursor:
-            await cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql+aiomysql://root@127.0.0.1:3306/{name}"
+        yield scratch.url
     finally:
-        async with conn.cursor() as cursor:
-            await cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
+        await asyncio.to_thread(scratch.drop)
 
 
 @dataclass
@@ -55,11 +46,11 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def two_servers(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
+def two_servers(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[Cluster]:
     env = {
         "SIGNALING_JWT_SECRET": SECRET,
         "SIGNALING_DATABASE_URL": database_url,
-        "SIGNALING_REDIS_URL": REDIS_URL,
+        "SIGNALING_REDIS_URL": redis_url,
         "SIGNALING_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}",
         "SIGNALING_COUNTDOWN_S": "0.5",
         "SIGNALING_CALL_LIMIT_S": "3",
@@ -100,8 +91,10 @@ async def both_joined(alice: Client, bob: Client, call_id: int) -> None:
 
 
 @pytest.mark.timeout(90)
-async def test_a_call_and_a_chat_across_two_processes(tmp_path: Path, shared_database: str) -> None:
-    with two_servers(tmp_path, shared_database) as cluster:
+async def test_a_call_and_a_chat_across_two_processes(
+    tmp_path: Path, shared_database: str, redis_url: str
+) -> None:
+    with two_servers(tmp_path, shared_database, redis_url) as cluster:
         call = await cluster.one.schedule("alice", "bob")
         alice = await Client(cluster.one, "alice").connect()
         bob = await Client(cluster.two, "bob").connect()
@@ -175,9 +168,9 @@ async def test_a_call_and_a_chat_across_two_processes(tmp_path: Path, shared_dat
 
 @pytest.mark.timeout(90)
 async def test_a_process_killed_mid_call_and_the_call_still_ends_on_time(
-    tmp_path: Path, shared_database: str
+    tmp_path: Path, shared_database: str, redis_url: str
 ) -> None:
-    with two_servers(tmp_path, shared_database) as cluster:
+    with two_servers(tmp_path, shared_database, redis_url) as cluster:
         call = await cluster.one.schedule("alice", "bob")
         alice = await Client(cluster.one, "alice").connect()
         bob = await Client(cluster.two, "bob").connect()
