@@ -1,0 +1,1 @@
+"""Web Push with VAPID (docs/push.md): subscriptions, the sender, its queue."""

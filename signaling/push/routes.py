@@ -1,0 +1,55 @@
+"""REST routes of Web Push: the server's public key and the user's subscriptions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signaling.errors import ApiError
+from signaling.http import ok, read_body, require_user
+from signaling.keys import SETTINGS, STORES
+from signaling.push.dispatcher import PushDispatcher
+from signaling.push.schemas import Subscribe, Unsubscribe
+from signaling.push.vapid import VapidKeys
+
+routes = web.RouteTableDef()
+
+#: The server's VAPID keys; absent when push is off (no SIGNALING_VAPID_PRIVATE_KEY).
+VAPID = web.AppKey("vapid", VapidKeys)
+#: The push queue (while the app runs, when push is on).
+PUSH = web.AppKey("push", PushDispatcher)
+
+
+def _keys(request: web.Request) -> VapidKeys:
+    keys = request.app.get(VAPID)
+    if keys is None:
+        raise ApiError("not_found", "push notifications are not configured on this server")
+    return keys
+
+
+@routes.get("/api/push/vapid-public-key")
+async def vapid_public_key(request: web.Request) -> web.Response:
+    return ok(public_key=_keys(request).public_key)
+
+
+@routes.post("/api/push/subscriptions")
+async def subscribe(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    _keys(request)
+    body = await read_body(request, Subscribe)
+    subscription = await request.app[STORES].push.add(
+        user_id,
+        body.endpoint,
+        body.keys.p256dh,
+        body.keys.auth,
+        keep=request.app[SETTINGS].push_subscriptions_max,
+    )
+    return ok(201, subscription=subscription.to_wire())
+
+
+@routes.delete("/api/push/subscriptions")
+async def unsubscribe(request: web.Request) -> web.Response:
+    user_id = require_user(request)
+    body = await read_body(request, Unsubscribe)
+    if not await request.app[STORES].push.remove(user_id, body.endpoint):
+        raise ApiError("not_found", "no such subscription")
+    return ok()
