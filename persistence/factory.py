@@ -17,6 +17,7 @@ from persistence.memory import (
     MemoryRoomStore,
 )
 from persistence.presence import PresenceStore
+from persistence.push import MemoryPushStore, PushStore
 from persistence.questions import CachedQuestionStore
 
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
@@ -37,6 +38,7 @@ class Stores:
     rooms: RoomStore
     gifts: GiftStore
     messages: MessageStore
+    push: PushStore = field(default_factory=MemoryPushStore)
     _closers: list[object] = field(default_factory=list)
 
     async def ping(self) -> None:
@@ -111,12 +113,14 @@ async def open_stores(
             rooms=MemoryRoomStore(),
             gifts=MemoryGiftStore(memory_calls),
             messages=messages,
+            push=MemoryPushStore(),
         )
     if not database_url.startswith(("sqlite", "mysql", "mariadb")):
         raise BackendUnavailableError(
             f"unsupported database URL scheme: {database_url.split(':', maxsplit=1)[0]}"
         )
     try:
+        from persistence.push_sql import SqlPushStore
         from persistence.sql import (
             SqlCallStore,
             SqlGiftStore,
@@ -152,5 +156,6 @@ async def open_stores(
         rooms=SqlRoomStore(engine),
         gifts=SqlGiftStore(engine),
         messages=sql_messages,
+        push=SqlPushStore(engine),
         _closers=[engine],
     )

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from persistence import push_sql  # noqa: F401  (its tables join the metadata compared below)
 from persistence.sql.tables import metadata
 from persistence.sqltypes import ExactString, exact_collation
 

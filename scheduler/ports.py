@@ -32,3 +32,27 @@ class LatenessObserver(Protocol):
 class ChangeAnnouncer(Protocol):
     def __call__(self, call: CallRecord) -> None:
         """Tell the other server processes how the call now stands (fire and forget)."""
+
+
+class PushNotices(Protocol):
+    """Web Push to the users' browsers (implemented by ``signaling``).
+
+    Each method only queues the notice and returns: a push service that is
+    slow or hangs never holds a timer or a join.
+    """
+
+    def window_opened(self, call: CallRecord) -> None:
+        """The join window opened: tell both users (the push twin of ``call_soon``)."""
+
+    def partner_waiting(self, call: CallRecord, absent_user_id: str) -> None:
+        """One user is in the call and ``absent_user_id`` has no connection."""
+
+
+class NoPush:
+    """:class:`PushNotices` when push is off: nothing is sent."""
+
+    def window_opened(self, call: CallRecord) -> None:
+        return None
+
+    def partner_waiting(self, call: CallRecord, absent_user_id: str) -> None:
+        return None

@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from persistence.calls import CallStore, NotificationStore
 from persistence.models import CallChanges, CallRecord, CallState, iso, utcnow
 from scheduler.jobs import IN_CALL_STATES, due_change, next_deadline
-from scheduler.ports import ChangeAnnouncer, LatenessObserver, Notifier
+from scheduler.ports import ChangeAnnouncer, LatenessObserver, NoPush, Notifier, PushNotices
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,10 @@ class CallTimers:
         takeover_s: float = 0.25,
         observe_lateness: LatenessObserver = _no_observer,
         announce: ChangeAnnouncer | None = None,
+        push: PushNotices | None = None,
     ) -> None:
         self._calls = calls
+        self._push: PushNotices = push if push is not None else NoPush()
         self._notifications = notifications
         self._notifier = notifier
         self._sweep_interval_s = sweep_interval_s
@@ -224,6 +226,8 @@ class CallTimers:
 
     async def _announce(self, kind: str, call: CallRecord) -> None:
         if kind == "open":
+            # Only queued here: the push workers send it off this timer's path.
+            self._push.window_opened(call)
             for user_id in (call.caller_id, call.callee_id):
                 await self._notifications.add(
                     user_id,

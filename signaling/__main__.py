@@ -1,4 +1,5 @@
-"""Command line: ``serve`` runs the server, ``token`` mints a JWT for a user."""
+"""Command line: ``serve`` runs the server, ``token`` mints a JWT for a user,
+``vapid-keys`` makes a key pair for Web Push."""
 
 from __future__ import annotations
 
@@ -51,6 +52,18 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vapid_keys(args: argparse.Namespace) -> int:
+    from signaling.push.vapid import VapidKeys
+
+    keys = VapidKeys.generate(args.subject)
+    # The private key goes to the server's secrets; browsers get the public one
+    # from GET /api/push/vapid-public-key.
+    print(f"SIGNALING_VAPID_PRIVATE_KEY={keys.private_key}")
+    print(f"SIGNALING_VAPID_SUBJECT={keys.subject}")
+    print(f"# public key (served at /api/push/vapid-public-key): {keys.public_key}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="giftcall", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     token.add_argument("--secret", help="HS256 secret (default: SIGNALING_JWT_SECRET)")
     token.set_defaults(run=_token)
+    vapid = commands.add_parser("vapid-keys", help="generate a VAPID key pair for Web Push")
+    vapid.add_argument(
+        "--subject",
+        default="mailto:ops@example.com",
+        help="the contact push services see (mailto: or https:)",
+    )
+    vapid.set_defaults(run=_vapid_keys)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

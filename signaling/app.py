@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,12 @@ from signaling.http import cors_middleware_for, error_middleware, security_heade
 from signaling.ice import IceServerProvider
 from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, VERIFIER
 from signaling.metrics import Metrics
+from signaling.push import routes as push_routes
+from signaling.push.dispatcher import PushDispatcher
+from signaling.push.sender import WebPushSender
+from signaling.push.vapid import VapidKeys
 from signaling.quotas import QuotaRules, Quotas
+from signaling.webhooks import janus as janus_webhook
 from signaling.webhooks import openvidu as openvidu_webhook
 from signaling.webhooks.openvidu import MEDIA
 
@@ -114,6 +120,12 @@ def create_media(settings: Settings) -> MediaBackend:
                 f"(OpenVidu sends it in the {openvidu_webhook.SECRET_HEADER} header)"
             )
         return OpenViduMedia(settings.openvidu_url, settings.openvidu_secret)
+    if settings.media == "janus":
+        from rtc_bridge.janus import JanusMedia
+
+        return JanusMedia(
+            settings.janus_url, settings.janus_admin_key, public_url=settings.janus_public_url
+        )
     if settings.media == "relay":
         try:
             from rtc_bridge.relay import RelayMedia
@@ -189,6 +201,35 @@ def client_disconnector(sio: GuardedServer) -> Callable[[web.Application], Await
     return disconnect_clients
 
 
+def vapid_keys(settings: Settings) -> VapidKeys:
+    """The server's VAPID keys, checked by signing once (py-vapid refuses a
+    ``sub`` it does not take for a contact)."""
+    try:
+        keys = VapidKeys(settings.vapid_private_key, settings.vapid_subject)
+        keys.authorization("https://push.example")
+    except Exception as exc:
+        raise ConfigError(f"SIGNALING_VAPID_PRIVATE_KEY/_SUBJECT: {exc}") from None
+    return keys
+
+
+def create_push(app: web.Application, settings: Settings, stores: Stores) -> PushDispatcher | None:
+    """The push queue and its workers, when push is configured."""
+    keys = app.get(push_routes.VAPID)
+    if keys is None:
+        return None
+    ssl_context = None
+    if settings.push_ca_file:
+        ssl_context = ssl.create_default_context()
+        ssl_context.load_verify_locations(settings.push_ca_file)
+    return PushDispatcher(
+        subscriptions=stores.push,
+        calls=stores.calls,
+        sender=WebPushSender(keys, timeout_s=settings.push_timeout_s, ssl_context=ssl_context),
+        workers=settings.push_workers,
+        queue_max=settings.push_queue_max,
+    )
+
+
 def create_app(settings: Settings) -> web.Application:
     middlewares: list[Any] = [error_middleware]
     if settings.cors_origins:
@@ -206,9 +247,17 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(questions.routes)
     app.router.add_routes(chat_routes.routes)
     app.router.add_routes(gift_routes.routes)
+    app.router.add_routes(push_routes.routes)
+    if settings.vapid_private_key:
+        app[push_routes.VAPID] = vapid_keys(settings)
     app.router.add_routes(ops.routes)
     app.router.add_routes(web_routes.routes)
     app.router.add_routes(openvidu_webhook.routes)
+    app.router.add_routes(janus_webhook.routes)
+    if settings.media == "janus":
+        app.on_response_prepare.append(
+            janus_webhook.janus_csp(settings.janus_public_url or settings.janus_url)
+        )
 
     authenticate = socket_authenticator(verifier)
 
@@ -258,7 +307,11 @@ async def run_services(
     quotas = Quotas(
         quota_rules(settings), redis_url=settings.redis_url, key_prefix=settings.redis_prefix
     )
+    push: PushDispatcher | None = None
     try:
+        push = create_push(app, settings, stores)
+        if push is not None:
+            app[push_routes.PUSH] = push
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
         await stores.questions.load()
         service = CallService(
@@ -271,6 +324,7 @@ async def run_services(
             rules=call_rules(settings),
             claims=bus,
             quotas=quotas,
+            push=push,
         )
         timers = CallTimers(
             stores.calls,
@@ -280,6 +334,7 @@ async def run_services(
             takeover_s=settings.takeover_s,
             observe_lateness=metrics.observe_lateness,
             announce=None if bus is None else bus.announce,
+            push=push,
         )
         service.timers = timers
         app[CALLS] = service
@@ -317,6 +372,8 @@ async def run_services(
         await timers.shutdown()
         await service.close()
     finally:
+        if push is not None:
+            await push.close()
         if bus is not None:
             await bus.close()
         await media.close()

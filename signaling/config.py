@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import orjson
 PREFIX = "SIGNALING_"
 #: The shortest JWT secret accepted outside dev mode (F11).
 MIN_SECRET_BYTES = 32
-MEDIA_BACKENDS = ("p2p", "relay", "openvidu")
+MEDIA_BACKENDS = ("p2p", "relay", "openvidu", "janus")
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,13 @@ class Settings:
     openvidu_url: str = ""
     openvidu_secret: str = ""
     openvidu_webhook_secret: str = ""
+    #: Janus VideoRoom (docs/media.md): the HTTP API this server calls, the one
+    #: browsers call (default: the same), the VideoRoom admin_key, and the
+    #: password of Janus's event handler posts
+    janus_url: str = ""
+    janus_public_url: str = ""
+    janus_admin_key: str = field(default="", repr=False)
+    janus_event_secret: str = field(default="", repr=False)
     ice_servers: tuple[dict[str, Any], ...] = ()
     turn_secret: str = ""
     countdown_s: float = 5.0
@@ -75,6 +83,18 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     #: users who may add questions to the icebreaker bank
     admin_ids: frozenset[str] = frozenset()
+    #: Web Push (docs/push.md): the VAPID private key (base64url of the raw
+    #: 32-byte P-256 scalar, from ``giftcall vapid-keys``; empty: push off),
+    #: the contact ``sub`` claim (mailto: or https:), subscriptions kept per
+    #: user, senders, jobs queued, one push's time limit, and a CA bundle
+    #: trusted for push services besides the system's
+    vapid_private_key: str = field(default="", repr=False)
+    vapid_subject: str = ""
+    push_subscriptions_max: int = 5
+    push_workers: int = 4
+    push_queue_max: int = 1000
+    push_timeout_s: float = 10.0
+    push_ca_file: str = ""
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def replace(self, **changes: Any) -> Settings:
@@ -144,6 +164,15 @@ QUOTA_SETTINGS = {
 }
 
 
+#: The push service's integer settings and their largest values.
+PUSH_LIMITS = (
+    ("PUSH_SUBSCRIPTIONS_MAX", "push_subscriptions_max", 100),
+    ("PUSH_WORKERS", "push_workers", 256),
+    ("PUSH_QUEUE_MAX", "push_queue_max", 1_000_000),
+)
+_VAPID_KEY = re.compile(r"[A-Za-z0-9_-]{43}=?", re.ASCII)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``); ``overrides``
     (CLI flags) win over the environment."""
@@ -162,10 +191,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "OPENVIDU_URL": "openvidu_url",
         "OPENVIDU_SECRET": "openvidu_secret",
         "OPENVIDU_WEBHOOK_SECRET": "openvidu_webhook_secret",
+        "JANUS_URL": "janus_url",
+        "JANUS_PUBLIC_URL": "janus_public_url",
+        "JANUS_ADMIN_KEY": "janus_admin_key",
+        "JANUS_EVENT_SECRET": "janus_event_secret",
         "TURN_SECRET": "turn_secret",
         "JWT_SECRET": "jwt_secret",
         "METRICS_TOKEN": "metrics_token",
         "LOG_LEVEL": "log_level",
+        "VAPID_PRIVATE_KEY": "vapid_private_key",
+        "VAPID_SUBJECT": "vapid_subject",
+        "PUSH_CA_FILE": "push_ca_file",
     }
     for var, attr in text_settings.items():
         raw = get(var)
@@ -181,6 +217,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "PING_INTERVAL_S": "ping_interval_s",
         "PING_TIMEOUT_S": "ping_timeout_s",
         "TAKEOVER_S": "takeover_s",
+        "PUSH_TIMEOUT_S": "push_timeout_s",
     }
     for var, attr in number_settings.items():
         raw = get(var)
@@ -193,6 +230,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for var, attr in QUOTA_SETTINGS.items():
         if raw := get(var):
             values[attr] = _integer(var, raw, minimum=0, maximum=1_000_000)
+    for var, attr, most in PUSH_LIMITS:
+        if raw := get(var):
+            values[attr] = _integer(var, raw, minimum=1, maximum=most)
     if raw := get("HELD_BYTES_MAX"):
         values["held_bytes_max"] = _integer("HELD_BYTES_MAX", raw, minimum=0, maximum=2**40)
     if raw := get("SEND_BUDGET"):
@@ -236,6 +276,25 @@ def _validated(settings: Settings) -> Settings:
         )
     if settings.media == "openvidu" and not (settings.openvidu_url and settings.openvidu_secret):
         raise ConfigError(f"{PREFIX}MEDIA=openvidu needs {PREFIX}OPENVIDU_URL and _SECRET")
+    if settings.media == "janus" and not (
+        settings.janus_url and settings.janus_admin_key and settings.janus_event_secret
+    ):
+        raise ConfigError(
+            f"{PREFIX}MEDIA=janus needs {PREFIX}JANUS_URL, _ADMIN_KEY and _EVENT_SECRET"
+        )
+    if settings.vapid_private_key:
+        # The raw scalar, base64url: 32 bytes are 43 characters (44 padded).
+        if not _VAPID_KEY.fullmatch(settings.vapid_private_key):
+            raise ConfigError(
+                f"{PREFIX}VAPID_PRIVATE_KEY must be the base64url private key "
+                "that `giftcall vapid-keys` prints"
+            )
+        if not settings.vapid_subject.startswith(("mailto:", "https://")):
+            raise ConfigError(
+                f"{PREFIX}VAPID_SUBJECT must be a mailto: or https: contact for push services"
+            )
+    if settings.push_timeout_s <= 0:
+        raise ConfigError(f"{PREFIX}PUSH_TIMEOUT_S must be positive")
     short = bool(settings.jwt_secret) and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES
     if short and not settings.dev:
         raise ConfigError(

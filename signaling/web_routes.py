@@ -28,6 +28,19 @@ async def asset(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
     # One flat folder: a name with a separator or a dot-file is never served.
     path = WEB_ROOT / name
-    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+    if "/" in name or "\\" in name or name.startswith(".") or not _is_file(path):
         raise web.HTTPNotFound(reason="no such file")
-    return web.FileResponse(path, headers=_NO_CACHE)
+    headers = dict(_NO_CACHE)
+    if name == "sw.js":
+        # The service worker lives with the assets but serves the whole site
+        # (the call page is /#/call/<id>): allowed to take scope "/".
+        headers["Service-Worker-Allowed"] = "/"
+    return web.FileResponse(path, headers=headers)
+
+
+def _is_file(path: Path) -> bool:
+    # A name over the file system's limit raises ENAMETOOLONG: no such file, not a 503.
+    try:
+        return path.is_file()
+    except OSError:
+        return False

@@ -29,6 +29,7 @@ from rtc_bridge.base import MediaBackend
 from rtc_bridge.errors import MediaSignalError, MediaUnavailableError
 from scheduler.instants import InstantTimers
 from scheduler.jobs import COUNTDOWN_INSTANTS, due_change
+from scheduler.ports import NoPush, PushNotices
 from scheduler.service import CallTimers, window_for
 from scheduler.writeback import WriteBehind
 from signaling.calls.schemas import Signal
@@ -181,8 +182,10 @@ class CallService:
         rules: CallRules,
         claims: ClockClaims | None = None,
         quotas: Quotas | None = None,
+        push: PushNotices | None = None,
     ) -> None:
         self._calls = calls
+        self._push: PushNotices = push if push is not None else NoPush()
         self._quotas = quotas
         self._presence = presence
         self._questions = questions
@@ -353,6 +356,9 @@ class CallService:
             for queued in await self._presence.release(call_id, user_id):
                 await self._outbox.to_sid(sid, "signal", queued)
 
+        if partner_sid is None and partner_id not in self.users_by_sid.values():
+            # Not even connected (on this process): their browser may be closed.
+            self._push.partner_waiting(call, partner_id)
         logger.info(
             "user %s joined call %s",
             user_id,

@@ -531,6 +531,7 @@
       this.joined = false;
       this.accepting = false; // a join ack arrived: signals from now on are for this negotiation
       this.pc = null;
+      this.janus = null; // the call's Janus room (janus.js), with SIGNALING_MEDIA=janus
       this.polite = false;
       this.makingOffer = false;
       this.ignoreOffer = false;
@@ -737,6 +738,7 @@
         this.endsAt = Date.parse(ack.ends_at) - this.skewMs;
         this.setPhase('live');
       }
+      if (ack.janus) this.startJanus(ack);
       if (ack.role === 'offerer' || ack.partner_present) {
         this.setPartner(true);
         this.polite = false;
@@ -784,7 +786,7 @@
     on_partner_left(payload) {
       if (this.over) return;
       this.setPartner(false);
-      this.closePeer();
+      if (!this.janus) this.closePeer(); // with Janus our publisher stays in the room
       const why = payload.reason === 'left' ? 'left the room' : 'lost their connection';
       if (this.phase === 'live') {
         this.setNote(`Your partner ${why}: waiting for them to come back…`);
@@ -847,6 +849,7 @@
     // ----- the peer connection
 
     newPeer() {
+      if (this.janus) return; // Janus: the room adapter owns the peer connections
       this.closePeer();
       const pc = new RTCPeerConnection({ iceServers: this.iceServers });
       this.pc = pc;
@@ -1000,7 +1003,45 @@
       if (!ack.ok) logError('connected refused', ack.error);
     }
 
+    /**
+     * SIGNALING_MEDIA=janus: the media goes through the call's Janus room
+     * (janus.js, loaded on first use). `this.janus` is set at once, so that
+     * no peer-to-peer connection is made meanwhile.
+     */
+    startJanus(ack) {
+      const room = { impl: null, stopped: false, stop() { this.stopped = true; if (this.impl) this.impl.stop(); } };
+      this.janus = room;
+      this.count('negotiations');
+      const mine = () => room === this.janus;
+      import('/web/janus.js').then(({ JanusRoom }) => {
+        if (room.stopped) return null;
+        room.impl = new JanusRoom(ack.janus, {
+          iceServers: this.iceServers,
+          localStream: this.localStream,
+          onRemote: (stream, pc) => {
+            if (!mine()) return;
+            this.pc = pc;
+            $('#remote-video').srcObject = stream;
+            this.render();
+          },
+          onState: (state) => {
+            if (!mine()) return;
+            this.view.dataset.pcState = state;
+            if (state === 'connected') this.count('connected');
+            this.render();
+          },
+          onError: (where, err) => { if (mine()) logError(`janus ${where}`, err); },
+        });
+        return room.impl.start();
+      }).catch((err) => { if (mine()) logError('janus', err); });
+    }
+
     closePeer() {
+      if (this.janus) {
+        const room = this.janus;
+        this.janus = null;
+        room.stop();
+      }
       clearTimeout(this.disconnectTimer);
       const pc = this.pc;
       this.pc = null;
@@ -1479,6 +1520,7 @@
   window.giftcall = {
     get call() { return S.call; },
     get user() { return S.userId; },
+    get token() { return S.token; },  // push.js posts the push subscription with it
     restartIce: () => S.call && S.call.restartIce('requested'),
   };
 

@@ -9,7 +9,15 @@ import aiohttp
 from signaling.web_routes import WEB_ROOT
 from tests.support import REPO, RunningServer
 
-CLIENT_FILES = ("index.html", "app.js", "style.css", "socket.io.min.js", "VENDOR.md")
+CLIENT_FILES = (
+    "index.html",
+    "app.js",
+    "push.js",
+    "sw.js",
+    "style.css",
+    "socket.io.min.js",
+    "VENDOR.md",
+)
 
 
 async def fetch(server: RunningServer, path: str) -> tuple[int, str, str]:
@@ -24,7 +32,12 @@ async def test_the_page_and_its_assets_are_served(server: RunningServer) -> None
     status, kind, page = await fetch(server, "/")
     assert (status, kind) == (200, "text/html"), page[:200]
     assets = re.findall(r'(?:src|href)="(/web/[^"]+)"', page)
-    assert set(assets) == {"/web/style.css", "/web/socket.io.min.js", "/web/app.js"}, assets
+    assert set(assets) == {
+        "/web/style.css",
+        "/web/socket.io.min.js",
+        "/web/app.js",
+        "/web/push.js",
+    }, assets
     for asset in assets:
         status, kind, body = await fetch(server, asset)
         assert status == 200, asset
@@ -32,6 +45,16 @@ async def test_the_page_and_its_assets_are_served(server: RunningServer) -> None
         assert body.strip(), asset
     _, _, vendored = await fetch(server, "/web/socket.io.min.js")
     assert vendored.startswith("/*!\n * Socket.IO v4."), vendored[:80]
+
+
+async def test_the_service_worker_may_serve_the_whole_site(server: RunningServer) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/web/sw.js") as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Service-Worker-Allowed"] == "/"
+        assert response.content_type in ("application/javascript", "text/javascript")
 
 
 async def test_nothing_else_is_served(server: RunningServer) -> None:

@@ -17,6 +17,7 @@ from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -119,7 +120,13 @@ class RtcPeer:
     """
 
     def __init__(
-        self, client: Client, call_id: int, partner_id: str, ice_servers: list[dict[str, Any]]
+        self,
+        client: Client,
+        call_id: int,
+        partner_id: str,
+        ice_servers: list[dict[str, Any]],
+        *,
+        relay_only: bool = False,
     ) -> None:
         self.client = client
         self.call_id = call_id
@@ -129,7 +136,9 @@ class RtcPeer:
             for s in ice_servers
         ]
         # An explicit (empty) list: aiortc would otherwise add a public STUN server.
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        # relay_only: iceTransportPolicy "relay", only TURN candidates.
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
         self.connected = asyncio.Event()
         self.failed = asyncio.Event()
         self.remote_tracks: list[MediaStreamTrack] = []
