@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from persistence.sql.aiosqlite_fence import use_one_trip_cursors
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,6 +37,9 @@ def create_engine(url: str) -> AsyncEngine:
             pool_timeout=60,
             pool_reset_on_return=None,
         )
+
+        # One trip to aiosqlite's thread per statement, not one per DB-API call.
+        use_one_trip_cursors(engine)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
