@@ -125,6 +125,17 @@ def _due_calls() -> sa.Select[Any]:
 _DUE_CALLS = _due_calls()
 
 
+#: Built once: a booking runs it, and building it costs more than running it.
+_COUNT_OPEN_BOOKED = (
+    sa.select(sa.func.count())
+    .select_from(calls_table)
+    .where(
+        calls_table.c.caller_id == sa.bindparam("caller_id"),
+        calls_table.c.state.not_in([s.value for s in FINAL_STATES]),
+    )
+)
+
+
 class SqlCallStore(CallStore):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__()
@@ -209,14 +220,10 @@ class SqlCallStore(CallStore):
         return {CallState(state): count for state, count in rows}
 
     async def count_open_booked(self, caller_id: str) -> int:
-        c = calls_table.c
-        query = (
-            sa.select(sa.func.count())
-            .select_from(calls_table)
-            .where(c.caller_id == caller_id, c.state.not_in([s.value for s in FINAL_STATES]))
-        )
         async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return int(
+                (await conn.execute(_COUNT_OPEN_BOOKED, {"caller_id": caller_id})).scalar_one()
+            )
 
 
 class SqlNotificationStore(NotificationStore):

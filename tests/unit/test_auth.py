@@ -100,3 +100,28 @@ def test_minting_needs_a_sensible_user_id(user_id: str) -> None:
     with pytest.raises(ApiError) as exc:
         mint_token(SECRET, user_id)
     assert exc.value.code == "invalid"
+
+
+def test_a_token_is_verified_once_and_its_expiry_checked_on_every_use(
+    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(raw: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(raw)
+        return real_decode(raw, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    soon = token({"sub": "alice", "exp": time.time() + 60})
+    assert verifier.user_id(soon) == verifier.user_id(soon) == "alice"
+    assert decoded == [soon]
+    forged = token({"sub": "alice", "exp": in_an_hour()}, key=OTHER_SECRET)
+    for _ in range(2):  # a failure is never kept: verified (and refused) each time
+        with pytest.raises(ApiError):
+            verifier.user_id(forged)
+    assert decoded == [soon, forged, forged]
+    later = time.time() + 61
+    monkeypatch.setattr("signaling.auth.time.time", lambda: later)
+    with pytest.raises(ApiError, match="expired"):
+        verifier.user_id(soon)  # kept, but expired since
