@@ -172,6 +172,9 @@ async def serve_websocket(socket: async_socket.AsyncSocket, ws: _WebSocket) -> N
 async def _write_queue(socket: async_socket.AsyncSocket, ws: _WebSocket) -> None:
     """Send what waits in the socket's queue, in order, until its end (None)."""
     queue = socket.queue
+    # The driver's send asks asyncio.iscoroutinefunction of aiohttp's method
+    # on every packet; the socket's own methods are coroutines.
+    sock = ws._sock
     try:
         while True:
             # get() returns at once, without suspending, while packets wait.
@@ -179,7 +182,11 @@ async def _write_queue(socket: async_socket.AsyncSocket, ws: _WebSocket) -> None
             queue.task_done()
             if pkt is None:
                 break
-            await ws.send(pkt.encode())
+            data = pkt.encode()
+            if isinstance(data, bytes):
+                await sock.send_bytes(data)
+            else:
+                await sock.send_str(data)
     except Exception:  # the library's writer: any send error ends it
         pass
     await ws.close()

@@ -21,6 +21,7 @@ from typing import Any
 import engineio
 import pytest
 import socketio
+from aiohttp import web
 from engineio import async_server as eio_server
 from engineio import async_socket as eio_socket
 from engineio.async_drivers import aiohttp as aiohttp_driver
@@ -90,6 +91,12 @@ def test_the_direct_websocket_loop_is_the_librarys_minus_its_timeouts() -> None:
     assert fingerprint(eio_socket.AsyncSocket._websocket_handler) == "3548a4051e6f43df", source(
         eio_socket.AsyncSocket._websocket_handler
     )
+    # The writer sends as the driver's send does, minus its per-packet
+    # iscoroutinefunction (aiohttp's send_str and send_bytes are coroutines).
+    driver_send = flat(aiohttp_driver.WebSocket.send)
+    assert "f = self._sock.send_bytes" in driver_send and "f = self._sock.send_str" in driver_send
+    assert inspect.iscoroutinefunction(web.WebSocketResponse.send_str)
+    assert inspect.iscoroutinefunction(web.WebSocketResponse.send_bytes)
     fenced = flat(engineio_fence.serve_websocket)
     for step in (
         "socket.connected = True",
