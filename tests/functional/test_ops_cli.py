@@ -154,7 +154,7 @@ async def test_the_token_command_mints_a_token_the_server_accepts(lab: Lab) -> N
     status, body = await server.request(
         "GET", "/api/calls", headers={"Authorization": f"Bearer {token}"}
     )
-    assert (status, body) == (200, {"ok": True, "calls": []})
+    assert (status, body) == (200, {"ok": True, "calls": [], "next_before": None})
     call = await server.schedule("alice", "bob")
     bob = await lab.connect(server, "bob")
     alice = await lab.connect(server, "alice", token=token)
