@@ -1,6 +1,8 @@
 """The static web client (``signaling/web``): the page at ``/``, its assets under ``/web/``.
 
-Plain files, no build step; they ship inside the package (``package_data``).
+Plain files, no build step; they ship inside the package (``package_data``). The
+client's ES modules sit in the same flat folder; every ``.js`` is served as
+``text/javascript`` (docs/web-client.md maps the modules).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from aiohttp import web
 #: Where the client's files live, inside the installed package.
 WEB_ROOT = Path(__file__).resolve().parent / "web"
 
-#: Revalidate on every load: a new server version must not meet a stale app.js.
+#: Revalidate on every load: a new server version must not meet a stale module.
 _NO_CACHE = {"Cache-Control": "no-cache"}
+#: The client's scripts and ES modules.
+_JAVASCRIPT = "text/javascript; charset=utf-8"
 
 routes = web.RouteTableDef()
 
@@ -31,6 +35,10 @@ async def asset(request: web.Request) -> web.FileResponse:
     if "/" in name or "\\" in name or name.startswith(".") or not _is_file(path):
         raise web.HTTPNotFound(reason="no such file")
     headers = dict(_NO_CACHE)
+    if name.endswith(".js"):
+        # Browsers run a module only with a JavaScript type (and nosniff is on):
+        # never leave it to the host's MIME table (RFC 9239: text/javascript).
+        headers["Content-Type"] = _JAVASCRIPT
     if name == "sw.js":
         # The service worker lives with the assets but serves the whole site
         # (the call page is /#/call/<id>): allowed to take scope "/".

@@ -1,6 +1,6 @@
 /* GiftCall: a small adapter for Janus's VideoRoom over Janus's HTTP API.
  *
- * Used by app.js when the join ack carries `janus` (SIGNALING_MEDIA=janus,
+ * Used by call.js when the join ack carries `janus` (SIGNALING_MEDIA=janus,
  * docs/media.md): {url, room, token, feed_id}. No library: the HTTP API is four
  * requests and a long poll (https://janus.conf.meetecho.com/docs/rest.html):
  *

@@ -4,81 +4,68 @@
  * asks for the notification permission only when the user presses the
  * "Notify me" button: browsers ignore (and penalise) a prompt nobody asked for.
  * The subscription is made through the service worker's PushManager with the
- * server's VAPID public key, and posted to POST /api/push/subscriptions.
+ * server's VAPID public key, and posted to POST /api/push/subscriptions
+ * (api.js: with the signed-in user's token). main.js calls mountPush().
  */
-(() => {
-  'use strict';
 
-  const supported = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+import { api } from './api.js';
 
-  function keyBytes(base64url) {
-    const padded = (base64url + '==='.slice((base64url.length + 3) % 4)).replace(/-/g, '+').replace(/_/g, '/');
-    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
-  }
+const supported = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
 
-  async function call(method, path, body) {
-    const token = window.giftcall && window.giftcall.token;
-    if (!token) throw new Error('sign in first');
-    const response = await fetch(path, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await response.json();
-    if (!data.ok) throw new Error(data.error ? data.error.message : `HTTP ${response.status}`);
-    return data;
-  }
+function keyBytes(base64url) {
+  const padded = (base64url + '==='.slice((base64url.length + 3) % 4)).replace(/-/g, '+').replace(/_/g, '/');
+  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+}
 
-  const registration = supported
-    ? navigator.serviceWorker.register('/web/sw.js', { scope: '/' })
-    : Promise.reject(new Error('this browser has no Web Push'));
-  registration.catch(() => {});  // reported when the user asks for notifications
+const registration = supported
+  ? navigator.serviceWorker.register('/web/sw.js', { scope: '/' })
+  : Promise.reject(new Error('this browser has no Web Push'));
+registration.catch(() => {});  // reported when the user asks for notifications
 
-  /** Subscribe this browser and tell the server (after a click only). */
-  async function enable(button) {
-    const permission = await Notification.requestPermission();
-    if (permission !== 'granted') throw new Error('notifications are blocked for this site');
-    const reg = await registration;
-    const { public_key: key } = await call('GET', '/api/push/vapid-public-key');
-    let subscription = await reg.pushManager.getSubscription();
-    if (subscription) {
-      const current = subscription.options && subscription.options.applicationServerKey;
-      const wanted = keyBytes(key);
-      const same = current && new Uint8Array(current).every((b, i) => b === wanted[i]);
-      if (!same) {
-        await subscription.unsubscribe();  // made for another server key
-        subscription = null;
-      }
+/** Subscribe this browser and tell the server (after a click only). */
+async function enable(button) {
+  const permission = await Notification.requestPermission();
+  if (permission !== 'granted') throw new Error('notifications are blocked for this site');
+  const reg = await registration;
+  const { public_key: key } = await api('GET', '/api/push/vapid-public-key');
+  let subscription = await reg.pushManager.getSubscription();
+  if (subscription) {
+    const current = subscription.options && subscription.options.applicationServerKey;
+    const wanted = keyBytes(key);
+    const same = current && new Uint8Array(current).every((b, i) => b === wanted[i]);
+    if (!same) {
+      await subscription.unsubscribe();  // made for another server key
+      subscription = null;
     }
-    if (!subscription) {
-      subscription = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
-    }
-    await call('POST', '/api/push/subscriptions', subscription.toJSON());
-    button.dataset.state = 'on';
-    button.textContent = 'Notifications on';
   }
-
-  function mount() {
-    const host = document.getElementById('whoami');
-    if (!host || !supported) return;
-    const button = document.createElement('button');
-    button.id = 'push-enable';
-    button.type = 'button';
-    button.className = 'ghost small';
-    button.dataset.state = Notification.permission === 'denied' ? 'blocked' : 'off';
-    button.textContent = 'Notify me';
-    button.title = 'a notification 5 minutes before your calls, even with this tab closed';
-    button.addEventListener('click', () => {
-      button.disabled = true;
-      enable(button)
-        .catch((err) => {
-          button.dataset.state = 'failed';
-          button.title = String(err && err.message ? err.message : err);
-        })
-        .finally(() => { button.disabled = false; });
-    });
-    host.insertBefore(button, document.getElementById('logout'));
+  if (!subscription) {
+    subscription = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
   }
+  await api('POST', '/api/push/subscriptions', subscription.toJSON());
+  button.dataset.state = 'on';
+  button.textContent = 'Notifications on';
+}
 
-  mount();
-})();
+/** Put the "Notify me" button in the top bar (it asks for the permission only when pressed). */
+export function mountPush() {
+  const host = document.getElementById('whoami');
+  if (!host || !supported) return;
+  const button = document.createElement('button');
+  button.id = 'push-enable';
+  button.type = 'button';
+  button.className = 'ghost small';
+  button.dataset.state = Notification.permission === 'denied' ? 'blocked' : 'off';
+  button.textContent = 'Notify me';
+  button.title = 'a notification 5 minutes before your calls, even with this tab closed';
+  button.addEventListener('click', () => {
+    button.disabled = true;
+    enable(button)
+      .catch((err) => {
+        button.dataset.state = 'failed';
+        button.title = String(err && err.message ? err.message : err);
+      })
+      .finally(() => { button.disabled = false; });
+  });
+  host.insertBefore(button, document.getElementById('logout'));
+}
+
