@@ -53,6 +53,8 @@ with _quiet_alembic():
     from alembic.autogenerate import compare_metadata
     from alembic.config import Config
     from alembic.migration import MigrationContext
+    from alembic.operations import MigrateOperation, Operations
+    from alembic.operations.ops import CreateIndexOp, CreateTableOp
     from alembic.script import ScriptDirectory
 
 #: The Alembic script directory (``env.py``, ``versions/``, ``alembic.ini``).
@@ -61,6 +63,10 @@ ALEMBIC_INI = MIGRATIONS_DIR / "alembic.ini"
 #: Name and wait of the MySQL/MariaDB lock that serialises migrating processes.
 LOCK_NAME = "giftcall.schema_migration"
 LOCK_TIMEOUT_S = 120
+#: The revision whose schema ``create_all`` made before migrations existed: a
+#: database with our tables and no history is compared with it, stamped with
+#: it, then upgraded like any other.
+PRE_MIGRATION_REVISION = "0001"
 
 
 #: Alembic keeps the migration under way in module globals (``alembic.context``,
@@ -105,21 +111,61 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def schema_differences(connection: Connection) -> list[Any]:
-    """What differs between the database's tables and :data:`metadata`, as
-    Alembic's autogenerate sees it (tables, columns, types, nullability,
-    indexes, unique constraints, foreign keys); empty when they agree."""
+def schema_at(revision: str, dialect_name: str) -> sa.MetaData:
+    """The tables as the migrations from base to ``revision`` make them.
+
+    The scripts' operations are recorded, not run (no database is touched),
+    and replayed onto a fresh MetaData. :data:`metadata` describes the head
+    only; an older revision's schema has to come from its scripts, which
+    never change once released. Only the operations the scripts use so far
+    are replayed: any other fails loudly rather than guessing.
+    """
+    scripts = ScriptDirectory.from_config(alembic_config())
+    base_first = reversed(list(scripts.walk_revisions("base", revision)))
+    recorded: list[MigrateOperation] = []
+    context = MigrationContext.configure(dialect_name=dialect_name, opts={"as_sql": True})
+    with Operations.context(context) as operations:
+        # Every op.* call of a script ends in invoke(): keep it instead of running it.
+        operations.invoke = recorded.append  # type: ignore[method-assign,assignment]
+        for script in base_first:
+            script.module.upgrade()
+    schema = sa.MetaData()
+    for operation in recorded:
+        if isinstance(operation, CreateTableOp):
+            # to_table() builds it in a MetaData of its own (with stand-ins for
+            # the tables its foreign keys name); the copy refers to ours.
+            operation.to_table(context).to_metadata(schema)
+        elif isinstance(operation, CreateIndexOp):
+            table = schema.tables[operation.table_name]
+            sa.Index(
+                operation.index_name,
+                *(table.c[str(column)] for column in operation.columns),
+                unique=operation.unique,
+                **operation.kw,
+            )
+        else:
+            raise NotImplementedError(
+                f"schema_at cannot replay {type(operation).__name__} (revision {revision})"
+            )
+    return schema
+
+
+def schema_differences(connection: Connection, target: sa.MetaData = metadata) -> list[Any]:
+    """What differs between the database's tables and ``target`` (the head
+    schema unless told), as Alembic's autogenerate sees it (tables, columns,
+    types, nullability, indexes, unique constraints, foreign keys); empty
+    when they agree."""
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     differences: list[Any] = [
         diff
-        for diff in compare_metadata(context, metadata)
+        for diff in compare_metadata(context, target)
         # alembic's own bookkeeping table is not ours to describe
         if not (diff[0] == "remove_table" and diff[1].name == "alembic_version")
     ]
-    return differences + _collation_differences(connection)
+    return differences + _collation_differences(connection, target)
 
 
-def _collation_differences(connection: Connection) -> list[Any]:
+def _collation_differences(connection: Connection, target: sa.MetaData) -> list[Any]:
     """Alembic does not see a column lose its collation (it compares one only
     when both sides name one), yet on MySQL/MariaDB the collation of an id
     column is what keeps "Bob", "bob" and "bob " apart."""
@@ -128,7 +174,7 @@ def _collation_differences(connection: Connection) -> list[Any]:
     expected = exact_collation(connection.dialect)
     inspector = sa.inspect(connection)
     differences: list[Any] = []
-    for table in metadata.sorted_tables:
+    for table in target.sorted_tables:
         if not inspector.has_table(table.name):
             continue  # compare_metadata reported it
         found = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
@@ -197,16 +243,19 @@ def _upgrade_sync(connection: Connection, revision: str) -> tuple[str | None, st
         adopted = False
         ours = set(metadata.tables) & set(sa.inspect(connection).get_table_names())
         if before is None and ours:
-            # Made by create_all before migrations existed: adopt it if it is
-            # exactly the newest schema (the metadata is the head revision's).
-            differences = schema_differences(connection)
+            # Made by create_all before migrations existed, so at the first
+            # revision's schema (not the head's: later revisions added tables).
+            # Adopt it only if it is exactly that, then upgrade it from there.
+            expected = schema_at(PRE_MIGRATION_REVISION, connection.dialect.name)
+            differences = schema_differences(connection, expected)
             if differences:
                 raise SchemaMismatchError(
                     f"the database has tables ({', '.join(sorted(ours))}) but no "
-                    f"migration history, and they differ from revision {head_revision()}: "
-                    f"{differences!r}; migrate it by hand or use an empty database"
+                    f"migration history, and they differ from revision "
+                    f"{PRE_MIGRATION_REVISION}: {differences!r}; migrate it by hand "
+                    f"or use an empty database"
                 )
-            command.stamp(alembic_config(connection), "head")
+            command.stamp(alembic_config(connection), PRE_MIGRATION_REVISION)
             adopted = True
         command.upgrade(alembic_config(connection), revision)
         return before, current_revision(connection), adopted

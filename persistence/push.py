@@ -8,9 +8,8 @@ import hashlib
 import itertools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from persistence.models import iso, utcnow
+from persistence.models import utcnow
 
 #: The longest endpoint URL stored (browsers' are a few hundred characters).
 MAX_ENDPOINT = 2048
@@ -33,9 +32,6 @@ class PushSubscription:
     @property
     def endpoint_hash(self) -> str:
         return endpoint_hash(self.endpoint)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "endpoint": self.endpoint, "created_at": iso(self.created_at)}
 
 
 def endpoint_hash(endpoint: str) -> str:
@@ -71,12 +67,19 @@ class PushStore(abc.ABC):
         """Insert ``key`` if absent: ``True`` for the one caller that inserted
         it, ``False`` for every other (this process or another, now or later)."""
 
+    @abc.abstractmethod
+    async def prune_deliveries(self, before: datetime) -> int:
+        """Delete the delivery keys claimed before ``before``; how many went.
+        A key matters only until its notice's join window closes (no push is
+        sent after that), so keys older than the window can go."""
+
 
 class MemoryPushStore(PushStore):
     def __init__(self) -> None:
         self._by_endpoint: dict[str, PushSubscription] = {}
         self._ids = itertools.count(1)
-        self._delivered: set[str] = set()
+        #: delivery key -> when it was claimed
+        self._delivered: dict[str, datetime] = {}
 
     async def add(
         self, user_id: str, endpoint: str, p256dh: str, auth: str, *, keep: int
@@ -108,5 +111,11 @@ class MemoryPushStore(PushStore):
     async def claim_delivery(self, key: str) -> bool:
         if key in self._delivered:
             return False
-        self._delivered.add(key)
+        self._delivered[key] = utcnow()
         return True
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        old = [key for key, claimed_at in self._delivered.items() if claimed_at < before]
+        for key in old:
+            del self._delivered[key]
+        return len(old)

@@ -21,7 +21,7 @@ from persistence.push import (
     endpoint_hash,
 )
 from persistence.sql import UserId, metadata
-from persistence.sqltypes import MYSQL_TABLE_OPTIONS, UtcDateTime
+from persistence.sqltypes import MYSQL_TABLE_OPTIONS, UtcDateTime, naive_utc
 
 push_subscriptions_table = sa.Table(
     "push_subscriptions",
@@ -137,3 +137,11 @@ class SqlPushStore(PushStore):
         except sa.exc.IntegrityError:
             return False  # someone delivered (or is delivering) it already
         return True
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        t = push_deliveries_table.c
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                push_deliveries_table.delete().where(t.created_at < naive_utc(before))
+            )
+        return int(result.rowcount)

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from persistence.models import CallState
 
 SIGNAL_TYPES = ("offer", "answer", "candidate", "end-of-candidates")
+#: How a push job ended, as its ``push.*`` log event names it (docs/push.md).
+PUSH_OUTCOMES = ("sent", "gone", "retry", "expired", "refused", "dropped", "failed")
 
 
 class Metrics:
@@ -55,6 +57,22 @@ class Metrics:
             "How late a call timer applied its effect after its deadline",
             ["kind"],
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+            registry=self.registry,
+        )
+
+        pushes = Counter(
+            "signaling_pushes",
+            "Web Push jobs by outcome (a retried push counts once per attempt)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        # Every outcome present (at 0) from the start, so a rate of failures
+        # is defined before the first one.
+        self.pushes_by_outcome = {o: pushes.labels(o) for o in PUSH_OUTCOMES}
+        #: read from the push queue at scrape time (the dispatcher binds it)
+        self.push_queue_depth = Gauge(
+            "signaling_push_queue_depth",
+            "Push jobs (notices and deliveries) waiting for a worker",
             registry=self.registry,
         )
 

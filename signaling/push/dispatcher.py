@@ -5,7 +5,8 @@ bounded queue), so a push service that hangs or answers slowly holds a worker,
 never the loop's timers. A worker expands a notice into one delivery per
 subscription of the user; each delivery first claims its persisted key
 (``kind:call_id:endpoint_hash``), so a notice announced twice (a timer that
-fired twice, two processes) reaches each browser once.
+fired twice, two processes) reaches each browser once. A small periodic
+task of the dispatcher deletes the keys once their join window is over.
 """
 
 from __future__ import annotations
@@ -16,21 +17,27 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
 from persistence.calls import CallStore
-from persistence.models import FINAL_STATES, CallRecord, CallState, iso, utcnow
+from persistence.models import FINAL_STATES, CallRecord, CallState, utcnow
 from persistence.push import PushStore, PushSubscription
+from signaling.metrics import Metrics
 from signaling.push.sender import PushAnswer
+from signaling.wire import call_soon_wire
 
 logger = logging.getLogger(__name__)
 
 #: The first retry's delay without ``Retry-After``; it doubles up to the cap.
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 60.0
+#: How often the delivery keys are pruned, and the slack added to their
+#: lifetime (the processes' clocks, which stamp the keys, differ a little).
+PRUNE_EVERY_S = 300.0
+PRUNE_SLACK = timedelta(minutes=1)
 
 
 class Sender(Protocol):
@@ -64,18 +71,8 @@ class Delivery:
 
 
 def call_notice(kind: str, call: CallRecord, user_id: str) -> Notice:
-    partner_id = call.partner_of(user_id)
     return Notice(
-        kind,
-        call.id,
-        user_id,
-        {
-            "kind": kind,
-            "call_id": call.id,
-            "scheduled_at": iso(call.scheduled_at),
-            "partner_id": partner_id,
-        },
-        call.closes_at,
+        kind, call.id, user_id, {"kind": kind, **call_soon_wire(call, user_id)}, call.closes_at
     )
 
 
@@ -95,12 +92,23 @@ class PushDispatcher:
         workers: int,
         queue_max: int,
         on_error: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
+        keep_deliveries: timedelta | None = None,
+        prune_every_s: float = PRUNE_EVERY_S,
     ) -> None:
+        """``keep_deliveries`` is the join window's length: delivery keys
+        older than it (and :data:`PRUNE_SLACK`) are pruned every
+        ``prune_every_s``; ``None`` keeps them all. Without ``metrics`` the
+        counts go to a registry nobody scrapes."""
         self._subscriptions = subscriptions
         self._calls = calls
         self._sender = sender
         self._queue: asyncio.Queue[Notice | Delivery] = asyncio.Queue(queue_max)
         self._on_error = on_error
+        self._metrics = metrics if metrics is not None else Metrics()
+        # Read at scrape time: nothing to update on the hot path.
+        self._metrics.push_queue_depth.set_function(self._queue.qsize)
+        self._keep_deliveries = keep_deliveries
         #: jobs queued, running or waiting to be retried; 0 is idle
         self._pending = 0
         self._idle = asyncio.Event()
@@ -109,13 +117,18 @@ class PushDispatcher:
         self._workers = [
             asyncio.create_task(self._work(), name=f"push-worker-{n}") for n in range(workers)
         ]
+        self._tasks = list(self._workers)
+        if keep_deliveries is not None:
+            self._tasks.append(
+                asyncio.create_task(self._prune_every(prune_every_s), name="push-pruner")
+            )
 
     async def close(self) -> None:
         for handle in self._retries:
             handle.cancel()
-        for task in self._workers:
+        for task in self._tasks:
             task.cancel()
-        for task in self._workers:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._sender.close()
@@ -123,6 +136,31 @@ class PushDispatcher:
     async def drain(self) -> None:
         """Wait until nothing is queued, sending or waiting for a retry."""
         await self._idle.wait()
+
+    async def prune(self) -> int:
+        """Delete the delivery keys older than the join window (a notice is
+        never sent after its window, so nothing will look for them again);
+        how many went. A no-op without ``keep_deliveries``."""
+        if self._keep_deliveries is None:
+            return 0
+        before = utcnow() - self._keep_deliveries - PRUNE_SLACK
+        pruned = await self._subscriptions.prune_deliveries(before)
+        if pruned:
+            logger.info(
+                "push delivery keys pruned",
+                extra={"event": "push.pruned", "pruned": pruned},
+            )
+        return pruned
+
+    async def _prune_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.prune()
+            except Exception:
+                # A database hiccup: the next round deletes what this one left.
+                self._on_error()
+                logger.exception("push pruning failed", extra={"event": "push.prune_failed"})
 
     # ------------------------------------------------------------ PushNotices
 
@@ -141,11 +179,11 @@ class PushDispatcher:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             notice = job if isinstance(job, Notice) else job.notice
-            logger.warning(
-                "push queue full: %s for call %s dropped",
-                notice.kind,
-                notice.call_id,
-                extra={"event": "push.dropped", "call_id": notice.call_id, "kind": notice.kind},
+            self._report(
+                "dropped",
+                logging.WARNING,
+                "push queue full: job dropped",
+                {"call_id": notice.call_id, "kind": notice.kind},
             )
             return False
         self._busy(+1)
@@ -168,8 +206,12 @@ class PushDispatcher:
                     await self._deliver(job)
             except Exception:
                 self._on_error()
-                logger.exception(
-                    "push job failed", extra={"event": "push.failed", "job": repr(job)[:200]}
+                self._report(
+                    "failed",
+                    logging.ERROR,
+                    "push job failed",
+                    {"job": repr(job)[:200]},
+                    exc_info=True,
                 )
             finally:
                 self._busy(-1)
@@ -206,15 +248,29 @@ class PushDispatcher:
         }
         status = answer.status
         if status is not None and 200 <= status < 300:
-            logger.info("push sent", extra={"event": "push.sent", **fields})
+            self._report("sent", logging.INFO, "push sent", fields)
         elif status in (404, 410):
             # The browser unsubscribed or the subscription expired: forget it.
             await self._subscriptions.discard(subscription.id)
-            logger.info("push subscription gone", extra={"event": "push.gone", **fields})
+            self._report("gone", logging.INFO, "push subscription gone", fields)
         elif status is None or status == 429 or status >= 500:
             self._retry(delivery, answer, fields)
         else:
-            logger.warning("push refused", extra={"event": "push.refused", **fields})
+            self._report("refused", logging.WARNING, "push refused", fields)
+
+    def _report(
+        self,
+        outcome: str,
+        level: int,
+        message: str,
+        fields: dict[str, Any],
+        *,
+        exc_info: bool = False,
+    ) -> None:
+        """A job's end: its ``push.<outcome>`` log event and its count, so
+        the two never disagree."""
+        self._metrics.pushes_by_outcome[outcome].inc()
+        logger.log(level, message, extra={"event": f"push.{outcome}", **fields}, exc_info=exc_info)
 
     def _retry(self, delivery: Delivery, answer: PushAnswer, fields: dict[str, Any]) -> None:
         delay = answer.retry_after
@@ -222,9 +278,9 @@ class PushDispatcher:
             backoff = min(RETRY_CAP_S, RETRY_BASE_S * 2**delivery.attempt)
             delay = backoff * random.uniform(0.5, 1.0)  # spread a burst of retries
         if (delivery.notice.until - utcnow()).total_seconds() <= delay:
-            logger.info("push given up", extra={"event": "push.expired", **fields})
+            self._report("expired", logging.INFO, "push given up", fields)
             return
-        logger.info("push retried", extra={"event": "push.retry", "delay_s": delay, **fields})
+        self._report("retry", logging.INFO, "push retried", {"delay_s": delay, **fields})
         again = replace(delivery, attempt=delivery.attempt + 1)
         self._busy(+1)
         handle: asyncio.TimerHandle

@@ -10,6 +10,7 @@ from signaling.keys import SETTINGS, STORES
 from signaling.push.dispatcher import PushDispatcher
 from signaling.push.schemas import Subscribe, Unsubscribe
 from signaling.push.vapid import VapidKeys
+from signaling.wire import subscription_wire
 
 routes = web.RouteTableDef()
 
@@ -43,7 +44,7 @@ async def subscribe(request: web.Request) -> web.Response:
         body.keys.auth,
         keep=request.app[SETTINGS].push_subscriptions_max,
     )
-    return ok(201, subscription=subscription.to_wire())
+    return ok(201, subscription=subscription_wire(subscription))
 
 
 @routes.delete("/api/push/subscriptions")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from persistence.factory import Stores
 from persistence.models import utcnow
 from persistence.push import PushStore
+from signaling.wire import subscription_wire
 
 P256DH = "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM"
 AUTH = "tBHItJI5svbpez7KI4CCXg"
@@ -39,7 +40,7 @@ async def test_a_subscription_keeps_its_fields(push: PushStore) -> None:
     )
     assert read.created_at.utcoffset() == timedelta(0)
     assert before - timedelta(milliseconds=1) <= read.created_at <= utcnow()
-    assert read.to_wire()["created_at"].endswith("Z")
+    assert subscription_wire(read)["created_at"].endswith("Z")
     assert await push.list_for_user("bob") == []
 
 
@@ -93,3 +94,28 @@ async def test_a_delivery_key_is_claimed_once(push: PushStore) -> None:
     assert not await push.claim_delivery("call_soon:7:" + "a" * 64)
     assert await push.claim_delivery("call_soon:7:" + "b" * 64)
     assert await push.claim_delivery("partner_waiting:7:" + "a" * 64)
+
+
+def strictly_after(instant: datetime) -> datetime:
+    """The clock's first reading after ``instant`` (a few microseconds on)."""
+    while (now := utcnow()) <= instant:
+        pass
+    return now
+
+
+async def test_keys_claimed_before_the_cut_are_pruned(push: PushStore) -> None:
+    old = ["call_soon:1:" + "a" * 64, "partner_waiting:1:" + "a" * 64]
+    new = "call_soon:2:" + "a" * 64
+    for key in old:
+        assert await push.claim_delivery(key)
+    # Every old key was claimed before the cut, the new one after it.
+    cut = strictly_after(utcnow())
+    assert await push.claim_delivery(new)
+
+    assert await push.prune_deliveries(cut - timedelta(hours=1)) == 0
+    assert await push.prune_deliveries(cut) == 2
+    assert await push.prune_deliveries(cut) == 0
+
+    # A pruned key is free again; the kept one still refuses a second claim.
+    assert await push.claim_delivery(old[0])
+    assert not await push.claim_delivery(new)

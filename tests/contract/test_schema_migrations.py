@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from persistence.factory import open_stores
 from persistence.migrate import (
     ALEMBIC_INI,
+    PRE_MIGRATION_REVISION,
     SchemaMismatchError,
     alembic_config,
     current_revision,
     head_revision,
+    schema_at,
     schema_differences,
     upgrade,
 )
@@ -67,9 +69,12 @@ async def revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(current_revision)
 
 
-async def differences(engine: AsyncEngine) -> list[object]:
+async def differences(engine: AsyncEngine, at: str | None = None) -> list[object]:
+    """What differs from the head schema, or from revision ``at``'s."""
     async with engine.connect() as conn:
-        return await conn.run_sync(schema_differences)
+        if at is None:
+            return await conn.run_sync(schema_differences)
+        return await conn.run_sync(lambda c: schema_differences(c, schema_at(at, c.dialect.name)))
 
 
 def migration_events(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -78,6 +83,23 @@ def migration_events(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         if r.name == "persistence.migrate" and getattr(r, "event", "")
     ]
+
+
+async def insert_call(engine: AsyncEngine) -> None:
+    now = utcnow().replace(tzinfo=None)
+    async with engine.begin() as conn:
+        await conn.execute(
+            calls_table.insert().values(
+                caller_id="alice",
+                callee_id="bob",
+                scheduled_at=now,
+                opens_at=now,
+                closes_at=now,
+                state="scheduled",
+                version=1,
+                created_at=now,
+            )
+        )
 
 
 async def test_a_fresh_database_gets_the_schema_from_the_migrations(
@@ -101,20 +123,7 @@ async def test_upgrading_again_is_a_no_op(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     await upgrade(engine)
-    now = utcnow().replace(tzinfo=None)
-    async with engine.begin() as conn:
-        await conn.execute(
-            calls_table.insert().values(
-                caller_id="alice",
-                callee_id="bob",
-                scheduled_at=now,
-                opens_at=now,
-                closes_at=now,
-                state="scheduled",
-                version=1,
-                created_at=now,
-            )
-        )
+    await insert_call(engine)
     caplog.set_level(logging.INFO, "persistence.migrate")
 
     await upgrade(engine)
@@ -156,20 +165,38 @@ async def test_downgrade_to_base_and_back_up(engine: AsyncEngine) -> None:
     assert await differences(engine) == []
 
 
-async def test_a_database_made_before_migrations_is_adopted(
+async def test_the_pre_migration_schema_is_what_its_revision_makes(engine: AsyncEngine) -> None:
+    """The schema adoption compares with is read from the scripts, not from
+    the head metadata: migrating to that revision makes exactly it."""
+    await upgrade(engine, PRE_MIGRATION_REVISION)
+    assert await differences(engine, PRE_MIGRATION_REVISION) == []
+    assert await differences(engine) != []  # later revisions added to it
+
+
+async def test_a_database_made_before_migrations_is_adopted_and_upgraded(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # What start-up did before Alembic: create_all from the metadata.
+    # What start-up made before Alembic: the first revision's tables (the
+    # create_all of that time) and no alembic_version.
+    await upgrade(engine, PRE_MIGRATION_REVISION)
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        await conn.execute(sa.text("DROP TABLE alembic_version"))
+    assert await revision(engine) is None
+    assert OUR_TABLES - await tables(engine), "the head adds tables to the first revision"
+    await insert_call(engine)
     caplog.set_level(logging.INFO, "persistence.migrate")
 
     await upgrade(engine)
 
+    assert await tables(engine) == OUR_TABLES | {"alembic_version"}
     assert await revision(engine) == head_revision()
     assert await differences(engine) == []
     (record,) = [r for r in caplog.records if r.name == "persistence.migrate"]
     assert record.adopted is True  # type: ignore[attr-defined]
+    assert (record.from_revision, record.to_revision) == (None, head_revision())  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(calls_table.c.caller_id))).scalars().all()
+    assert rows == ["alice"], "adopting touched the data"
 
 
 async def test_tables_of_another_shape_are_refused(engine: AsyncEngine) -> None:

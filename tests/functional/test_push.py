@@ -5,6 +5,7 @@ subscriptions, the push when a call's window opens, exactly once, 404/410,
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,19 @@ from typing import Any
 import pytest
 
 from persistence.models import CallState, utcnow
-from signaling.keys import CALLS, STORES
+from signaling.keys import STORES, TIMERS
 from signaling.push.routes import PUSH
 from signaling.push.vapid import VapidKeys
 from tests.functional.conftest import Lab, assert_error, to_live
 from tests.push_service import HANG, Browser, FakePushService, Scripted
-from tests.support import RunningServer, serve_in_process, server_settings
+from tests.support import (
+    SECRET,
+    Client,
+    RunningServer,
+    serve_in_child,
+    serve_in_process,
+    server_settings,
+)
 
 SUBJECT = "mailto:ops@giftcall.example"
 
@@ -153,8 +161,7 @@ async def test_the_window_opening_pushes_every_subscription_once(
     # A timer that fires again, and a second announcement of the same notice
     # (as from another process), push nothing more.
     assert server.app is not None
-    timers = server.app[CALLS].timers
-    assert timers is not None
+    timers = server.app[TIMERS]
     await timers.fire(call["id"])
     stored = await server.app[STORES].calls.get(call["id"])
     assert stored is not None and stored.state is CallState.OPEN
@@ -313,3 +320,70 @@ async def test_two_processes_push_each_notice_once(
         await drain(two)
     assert sorted(r.token for r in push_service.receipts) == sorted(b.token for b in browsers)
     assert all(r.status == 201 for r in push_service.receipts)
+
+
+async def join_alone(server: RunningServer, user_id: str, call_id: int) -> None:
+    """Join the call with nobody else there (the partner gets a
+    ``partner_waiting`` push), then leave it."""
+    client = await Client(server, user_id).connect()
+    try:
+        joined = await client.emit("join", {"call_id": call_id})
+        assert joined["ok"] and not joined["partner_present"], joined
+        assert (await client.emit("leave", {"call_id": call_id}))["ok"]
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(90)
+async def test_two_server_processes_push_each_subscription_once(
+    tmp_path: Path, vapid: VapidKeys, push_service: FakePushService, shared_database: str
+) -> None:
+    """Two real server processes on one MariaDB database both watch the call;
+    when its window opens every subscription gets one ``call_soon``."""
+    env = {
+        "SIGNALING_JWT_SECRET": SECRET,
+        "SIGNALING_DATABASE_URL": shared_database,
+        "SIGNALING_VAPID_PRIVATE_KEY": vapid.private_key,
+        "SIGNALING_VAPID_SUBJECT": SUBJECT,
+        "SIGNALING_PUSH_CA_FILE": str(push_service.cert_file),
+        "SIGNALING_NOTIFY_BEFORE_S": "60",
+        # Both processes look for due calls all the time: both race to open the window.
+        "SIGNALING_SWEEP_INTERVAL_S": "0.1",
+        # One sender each: a process's pushes leave in the order they were queued.
+        "SIGNALING_PUSH_WORKERS": "1",
+    }
+    one, two = server_settings(tmp_path / "one"), server_settings(tmp_path / "two")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    alice_phone, alice_laptop, bob = (push_service.browser() for _ in range(3))
+    # The second process starts once the first has migrated the database.
+    with serve_in_child(one, env), serve_in_child(two, env):
+        first, second = RunningServer(one), RunningServer(two)
+        await subscribe(first, "alice", alice_phone)
+        await subscribe(second, "alice", alice_laptop)
+        await subscribe(second, "bob", bob)
+
+        # The window opens a moment after booking, on whichever process's timer wins.
+        call = await first.schedule("alice", "bob", in_s=61)
+        await push_service.wait_for(3, timeout=30)
+
+        # A push from each process after that: each sends in order, so once
+        # both arrive whatever either had queued for the window has been
+        # sent or found its delivery key taken.
+        await join_alone(first, "alice", call["id"])
+        await push_service.wait_for(4)
+        await join_alone(second, "bob", call["id"])
+        await push_service.wait_for(6)
+
+    sent = Counter((r.token, r.payload["kind"]) for r in push_service.receipts)
+    assert sent == {
+        (alice_phone.token, "call_soon"): 1,
+        (alice_laptop.token, "call_soon"): 1,
+        (bob.token, "call_soon"): 1,
+        (bob.token, "partner_waiting"): 1,
+        (alice_phone.token, "partner_waiting"): 1,
+        (alice_laptop.token, "partner_waiting"): 1,
+    }
+    assert all(
+        r.status == 201 and r.payload["call_id"] == call["id"] for r in push_service.receipts
+    )

@@ -1,9 +1,12 @@
 """Web Push pieces without a network: settings, the key command, VAPID
-headers, Retry-After and the dispatcher's rules over memory stores."""
+headers, Retry-After and the dispatcher's rules (outcomes and their metrics,
+pruning the delivery keys) over memory stores."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,11 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from persistence.factory import open_stores
 from persistence.models import CallChanges, CallState, EndReason, utcnow
-from persistence.push import PushSubscription
+from persistence.push import MemoryPushStore, PushSubscription
 from signaling.__main__ import main
 from signaling.app import create_app
 from signaling.config import ConfigError, load_settings
-from signaling.push.dispatcher import PushDispatcher
+from signaling.metrics import PUSH_OUTCOMES, Metrics
+from signaling.push.dispatcher import PRUNE_SLACK, PushDispatcher
 from signaling.push.sender import PushAnswer, retry_after_seconds
 from signaling.push.vapid import VapidKeys, b64url_decode
 from tests.support import SECRET, server_settings
@@ -103,9 +107,10 @@ def test_retry_after_takes_seconds_or_a_date() -> None:
 
 
 class RecordingSender:
-    """Answers with ``answers`` in turn (then 201) and records what it sent."""
+    """Answers with ``answers`` in turn (then 201; an exception is raised)
+    and records what it sent."""
 
-    def __init__(self, *answers: PushAnswer) -> None:
+    def __init__(self, *answers: PushAnswer | Exception) -> None:
         self.answers = list(answers)
         self.sent: list[tuple[str, bytes, int, str]] = []
         self.closed = False
@@ -116,7 +121,10 @@ class RecordingSender:
     ) -> PushAnswer:
         self.sent.append((subscription.endpoint, payload, ttl, urgency))
         self.first.set()
-        return self.answers.pop(0) if self.answers else PushAnswer(201)
+        answer = self.answers.pop(0) if self.answers else PushAnswer(201)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     async def close(self) -> None:
         self.closed = True
@@ -131,18 +139,142 @@ async def test_a_full_queue_drops_notices_without_waiting() -> None:
         "alice", "bob", now + timedelta(minutes=5), now, now + timedelta(minutes=15)
     )
     sender = RecordingSender()
+    metrics = Metrics()
     dispatcher = PushDispatcher(
-        subscriptions=stores.push, calls=stores.calls, sender=sender, workers=1, queue_max=1
+        subscriptions=stores.push,
+        calls=stores.calls,
+        sender=sender,
+        workers=1,
+        queue_max=1,
+        metrics=metrics,
     )
     try:
         # Two notices, room for one: the caller's is queued, the callee's
         # dropped, and neither call waits.
         dispatcher.window_opened(call)
+        assert sample(metrics, "signaling_push_queue_depth") == 1
         await dispatcher.drain()
+        assert sample(metrics, "signaling_push_queue_depth") == 0
     finally:
         await dispatcher.close()
     assert [endpoint for endpoint, *_ in sender.sent] == ["https://push.example.net/alice"]
     assert sender.closed
+    assert outcomes(metrics) == {"sent": 1, "dropped": 1}
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def outcomes(metrics: Metrics) -> dict[str, int]:
+    """The non-zero push counts by outcome (every outcome is exported)."""
+    counts = {o: sample(metrics, "signaling_pushes_total", outcome=o) for o in PUSH_OUTCOMES}
+    assert None not in counts.values(), counts
+    return {o: int(n) for o, n in counts.items() if n}
+
+
+async def test_every_outcome_is_counted_as_it_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stores = await open_stores("memory://")
+    endpoints = [f"https://push.example.net/{n}" for n in range(6)]
+    for endpoint in endpoints:
+        await stores.push.add("bob", endpoint, "k", "a", keep=10)
+    now = utcnow()
+    call = await stores.calls.create(
+        "alice", "bob", now + timedelta(minutes=5), now, now + timedelta(minutes=15)
+    )
+    # One worker: the deliveries are sent in subscription order, and the
+    # retry queues behind them.
+    sender = RecordingSender(
+        PushAnswer(201),
+        PushAnswer(410),
+        PushAnswer(400),
+        PushAnswer(503, retry_after=0),  # then 201
+        PushAnswer(429, retry_after=3600),  # after the window closes
+        RuntimeError("a bug"),
+    )
+    metrics = Metrics()
+    dispatcher = PushDispatcher(
+        subscriptions=stores.push,
+        calls=stores.calls,
+        sender=sender,
+        workers=1,
+        queue_max=10,
+        metrics=metrics,
+    )
+    caplog.set_level(logging.INFO, "signaling.push.dispatcher")
+    try:
+        dispatcher.partner_waiting(call, "bob")
+        await dispatcher.drain()
+    finally:
+        await dispatcher.close()
+    assert [endpoint for endpoint, *_ in sender.sent] == [*endpoints, endpoints[3]]
+    expected = {"sent": 2, "gone": 1, "refused": 1, "retry": 1, "expired": 1, "failed": 1}
+    assert outcomes(metrics) == expected
+    logged = Counter(getattr(r, "event", "") for r in caplog.records)
+    assert {e.removeprefix("push."): n for e, n in logged.items()} == expected
+
+
+class PruneRecorder(MemoryPushStore):
+    """Records the cut of every prune; the first one fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cuts: list[datetime] = []
+        self.twice = asyncio.Event()
+
+    async def prune_deliveries(self, before: datetime) -> int:
+        self.cuts.append(before)
+        if len(self.cuts) == 1:
+            raise RuntimeError("the database went away for a moment")
+        self.twice.set()
+        return await super().prune_deliveries(before)
+
+
+async def test_the_dispatcher_prunes_keys_older_than_the_window_periodically() -> None:
+    stores = await open_stores("memory://")
+    store = PruneRecorder()
+    errors: list[None] = []
+    window = timedelta(minutes=15)
+    started = utcnow()
+    dispatcher = PushDispatcher(
+        subscriptions=store,
+        calls=stores.calls,
+        sender=RecordingSender(),
+        workers=1,
+        queue_max=10,
+        on_error=lambda: errors.append(None),
+        keep_deliveries=window,
+        prune_every_s=0.001,
+    )
+    try:
+        await store.twice.wait()  # a failed round does not stop the next
+        ended = utcnow()
+    finally:
+        await dispatcher.close()
+    assert len(errors) == 1
+    for cut in store.cuts:
+        assert started - window - PRUNE_SLACK <= cut <= ended - window - PRUNE_SLACK
+
+
+async def test_without_a_window_nothing_is_pruned() -> None:
+    stores = await open_stores("memory://")
+    store = PruneRecorder()
+    dispatcher = PushDispatcher(
+        subscriptions=store,
+        calls=stores.calls,
+        sender=RecordingSender(),
+        workers=1,
+        queue_max=10,
+        prune_every_s=0.001,
+    )
+    try:
+        assert await dispatcher.prune() == 0
+        await dispatcher.drain()
+    finally:
+        await dispatcher.close()
+    assert store.cuts == []
 
 
 async def test_a_retry_stops_when_the_call_is_cancelled() -> None:
