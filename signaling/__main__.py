@@ -1,4 +1,5 @@
 """Command line: ``serve`` runs the server, ``token`` mints a JWT for a user,
+``openapi`` and ``events-schema`` print the REST and Socket.IO descriptions,
 ``vapid-keys`` makes a key pair for Web Push."""
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(args: argparse.Namespace) -> int:
+    from signaling import openapi
+
+    # The committed docs/openapi.json and docs/events.schema.json are this output.
+    document = openapi.openapi_spec() if args.command == "openapi" else openapi.events_schema()
+    sys.stdout.write(openapi.dumps(document))
+    return 0
+
+
 def _vapid_keys(args: argparse.Namespace) -> int:
     from signaling.push.vapid import VapidKeys
 
@@ -77,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     token.add_argument("--secret", help="HS256 secret (default: SIGNALING_JWT_SECRET)")
     token.set_defaults(run=_token)
+    commands.add_parser("openapi", help="print the OpenAPI 3.1 description").set_defaults(
+        run=_describe
+    )
+    commands.add_parser(
+        "events-schema", help="print the JSON Schema of the Socket.IO events"
+    ).set_defaults(run=_describe)
     vapid = commands.add_parser("vapid-keys", help="generate a VAPID key pair for Web Push")
     vapid.add_argument(
         "--subject",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any, TypeVar
@@ -111,16 +112,21 @@ _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5
 SERVER_NAME = "giftcall"
 
 
+@functools.lru_cache(maxsize=64)
+def _csp_for(host: str) -> str:
+    """The policy for ``host``: one string per host, not one per response (a
+    websocket's 101 keeps its headers for as long as it is open)."""
+    if _HOST.fullmatch(host):
+        # 'self' covers ws:/wss: in CSP 3; older browsers need them named.
+        return f"{_CSP} ws://{host} wss://{host}"
+    return _CSP
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: CSP, no framing, ``nosniff``, no referrer, and a
     ``Server`` header without a version."""
-    csp = _CSP
-    host = request.headers.get("Host", "")
-    if _HOST.fullmatch(host):
-        # 'self' covers ws:/wss: in CSP 3; older browsers need them named.
-        csp += f" ws://{host} wss://{host}"
     headers = response.headers
-    headers["Content-Security-Policy"] = csp
+    headers["Content-Security-Policy"] = _csp_for(request.headers.get("Host", ""))
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
@@ -164,10 +170,14 @@ def _too_large(size: int) -> web.HTTPRequestEntityTooLarge:
     )
 
 
+#: The most digits a number in a path or query may have.
+MAX_DIGITS = 15
+
+
 def is_ascii_number(raw: str) -> bool:
-    """Only ASCII digits, at most 15 of them (``str.isdigit`` alone also takes
-    superscript, Arabic-Indic and fullwidth digits)."""
-    return raw.isascii() and raw.isdigit() and len(raw) <= 15
+    """Only ASCII digits, at most MAX_DIGITS of them (``str.isdigit`` alone also
+    takes superscript, Arabic-Indic and fullwidth digits)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS
 
 
 def path_id(request: web.Request, name: str = "id") -> int:

@@ -9,9 +9,11 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from signaling.calls.schemas import Trimmed
 from signaling.errors import ApiError, forbidden
 from signaling.http import ok, read_body, require_user
 from signaling.keys import SETTINGS, STORES
+from signaling.wire import question_wire
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +53,13 @@ async def random_question(request: web.Request) -> web.Response:
     question = await request.app[STORES].questions.random()
     if question is None:
         raise ApiError("not_found", "the question bank is empty")
-    return ok(question=question.to_wire())
+    return ok(question=question_wire(question))
 
 
 class NewQuestion(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    text: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION)
-    ]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION), Trimmed]
 
 
 @routes.post("/api/questions")
@@ -74,4 +74,4 @@ async def add_question(request: web.Request) -> web.Response:
         question.id,
         extra={"event": "question.added", "question_id": question.id, "admin_id": user_id},
     )
-    return ok(201, question=question.to_wire())
+    return ok(201, question=question_wire(question))

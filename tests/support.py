@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -115,6 +117,43 @@ async def serve_in_process(settings: Settings) -> AsyncIterator[RunningServer]:
         yield RunningServer(settings, app)
     finally:
         await runner.cleanup()
+
+
+class ErrorLines(logging.Handler):
+    """Collects the ERROR records logged while it is on the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def server_in_thread(tmp_path: Path, **overrides: Any) -> Iterator[RunningServer]:
+    """A real server on a loop of its own in a thread (``asyncio.run``: its
+    leftover tasks are cancelled when it stops), for tests that drive it from
+    synchronous code such as Hypothesis' ``@given`` functions."""
+    ready: list[tuple[RunningServer, asyncio.AbstractEventLoop, asyncio.Event]] = []
+    started = threading.Event()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        async with serve_in_process(server_settings(tmp_path, **overrides)) as running:
+            ready.append((running, asyncio.get_running_loop(), stop))
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(15), "the server did not start"
+    server, loop, stop = ready[0]
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
 
 
 @contextlib.contextmanager

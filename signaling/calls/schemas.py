@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -21,7 +24,28 @@ MAX_CANDIDATE = 4 * 1024
 MAX_ID = 2**53  # what a JavaScript client can represent exactly
 
 CallId = Annotated[int, Field(strict=True, gt=0, lt=MAX_ID)]
-UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+def _trimmed(value: str) -> str:
+    # The length bound holds for the string as sent (what the JSON Schema of
+    # docs/openapi.json says); what remains once trimmed must not be empty.
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+#: Strips surrounding whitespace after the length check of the raw string.
+Trimmed = AfterValidator(_trimmed)
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=64), Trimmed]
+#: A user id in a REST body, where a JSON number is also taken (as its
+#: decimal string, by the model's ``_ids_as_strings``): so the JSON Schema says.
+BodyUserId = Annotated[
+    UserId,
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 64}, {"type": "integer"}]}
+    ),
+]
 
 #: ISO 8601 date and time with a zone, in ASCII digits: ``2026-01-31T18:00:00Z``,
 #: ``2026-01-31T19:00:00.250+01:00``.
@@ -39,8 +63,16 @@ def _iso_time(value: object) -> object:
     return value
 
 
+def _in_utc(value: datetime) -> datetime:
+    # 0001-01-01T00:00+01:00 parses but has no UTC equivalent: invalid, not a 503.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be a time between years 1 and 9999 in UTC") from None
+
+
 #: A point in time on the wire (``scheduled_at``): the one rule for every payload.
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_time), AfterValidator(_in_utc)]
 
 
 class _Strict(BaseModel):
@@ -84,7 +116,7 @@ class Signal(_Strict):
 class ScheduleCall(_Strict):
     model_config = ConfigDict(strict=False, extra="forbid", frozen=True)
 
-    partner_id: UserId
+    partner_id: BodyUserId
     scheduled_at: IsoTime
 
     @model_validator(mode="before")

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from persistence.gifts import MAX_GIFT_MESSAGE
-from signaling.calls.schemas import IsoTime, UserId
+from signaling.calls.schemas import BodyUserId, IsoTime
 
 
 class SendGift(BaseModel):
     model_config = ConfigDict(strict=False, extra="forbid", frozen=True)
 
-    receiver_id: UserId
+    receiver_id: BodyUserId
     kind: Literal["general", "special"]
     message: Annotated[str, Field(strict=True, max_length=MAX_GIFT_MESSAGE)]
     scheduled_at: IsoTime | None = None
