@@ -19,6 +19,7 @@ from signaling.engineio_fence import (
     POLLING_BODY,
     abort_now,
     close_now,
+    drop_queued,
     install,
     is_engineio_text,
     overflowed,
@@ -30,7 +31,8 @@ from signaling.errors import ApiError, error_body, rate_limited, validation_mess
 from signaling.http import fail
 from signaling.metrics import Metrics
 from signaling.quotas import Quotas
-from signaling.socketio_fence import FencedServer, RefusalKind
+from signaling.socketio_fence import AckId, FencedServer, RefusalKind
+from signaling.ticks import Ticks
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,14 @@ class GuardedServer(FencedServer):
             refused = await self._read_upload(request)
             if refused is not None:
                 return refused
-        response: web.StreamResponse = await self.handle_request(request)
+        try:
+            response: web.StreamResponse = await self.handle_request(request)
+        except ConnectionResetError:
+            # The client went away before its answer (mid websocket handshake,
+            # say): nobody to answer, and no failure of the server's to log.
+            # aiohttp drops the response below quietly on the closed transport.
+            logger.info("client gone before its answer", extra={"event": "socket.client_gone"})
+            return web.Response(status=400)
         return response
 
     async def _expect_upload(self, request: web.Request) -> web.StreamResponse | None:
@@ -152,6 +161,9 @@ class GuardedServer(FencedServer):
         self.expect_namespace(eio_sid)
 
     def engineio_disconnected(self, eio_sid: str, reason: str) -> None:
+        if reason in (self.reason.CLIENT_DISCONNECT, self.reason.TRANSPORT_CLOSE):
+            # Nothing queued for it can be sent now; let it go at once.
+            drop_queued(self.eio, eio_sid)
         if reason == self.reason.CLIENT_DISCONNECT:
             release_poll(self.eio, eio_sid)
         elif reason == self.reason.PING_TIMEOUT:
@@ -214,7 +226,7 @@ class GuardedServer(FencedServer):
         eio_sid: str,
         kind: RefusalKind,
         namespace: str | None,
-        ack_id: int | None,
+        ack_id: AckId | None,
         message: str,
     ) -> None:
         if ack_id is not None and namespace is not None and self._connected_to(eio_sid, namespace):
@@ -343,8 +355,9 @@ class GuardedNamespace(socketio.AsyncNamespace):
         self._quotas = quotas
         self._authenticate = authenticate
         self._users: dict[str, str] = {} if users is None else users
-        #: sid -> the timer that disconnects it when its token expires
-        self._expiries: dict[str, asyncio.TimerHandle] = {}
+        #: sid -> the tick of ``_expiry_ticks`` at which its token expires
+        self._expiries: dict[str, int] = {}
+        self._expiry_ticks: Ticks[str] = Ticks(self._expire)
         self._expiring: set[asyncio.Task[Any]] = set()
         self._events: dict[str, Handler] = {
             name[3:]: getattr(self, name)
@@ -365,9 +378,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
                 ) from None
         self._users[sid] = user_id
         # A connection lives no longer than its token: out of the namespace at exp.
-        self._expiries[sid] = asyncio.get_running_loop().call_later(
-            max(0.0, identity.expires_at - time.time()), self._expire, sid
-        )
+        self._expiries[sid] = self._expiry_ticks.add(sid, identity.expires_at - time.time())
         await self.enter_room(sid, user_room(user_id))
         self._metrics.connections.labels(self.namespace).inc()
 
@@ -381,7 +392,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
                 server.expect_namespace(eio_sid)
         expiry = self._expiries.pop(sid, None)
         if expiry is not None:
-            expiry.cancel()
+            self._expiry_ticks.discard(sid, expiry)
         user_id = self._users.pop(sid, None)
         if user_id is not None:
             if self._quotas is not None:

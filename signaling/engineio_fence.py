@@ -15,7 +15,9 @@ the server's driver table (``AsyncServer._async``) for subclasses of its own:
 
 ``close_now`` closes one connection without waiting for its client (the
 library's ``disconnect`` waits until a long-polling client fetches the close
-packet, forever if it never does); ``release_poll`` answers the pending
+packet, forever if it never does); ``drop_queued`` forgets what waits for a
+connection whose transport is gone (a closed socket is kept until its next ping
+is due, up to 25 s later, and its queue with it); ``release_poll`` answers the pending
 long-polling request of a connection its client closed (the library leaves it
 waiting for the next ping, 25 s, which is how long python-socketio's polling
 client then takes to disconnect).
@@ -31,6 +33,12 @@ consumer with ``abort_now``, which also drops its websocket's TCP connection
 (a writer blocked on a client that does not read would otherwise keep the
 connection, and what it holds, open).
 
+Memory per idle socket (docs/performance.md, "Memory per idle socket"): the
+queue is lighter than ``asyncio.Queue`` (about 3 KB less), and the wait for
+a socket's next ping is a slot in ``signaling.ticks.Ticks`` instead of a task (what the
+server's ``start_background_task`` does for ``AsyncSocket._send_ping``; then
+``send_ping`` sends it).
+
 Every name used here is pinned by ``tests/unit/test_fences.py``: an upgrade of
 python-engineio that changes them fails those tests, not production.
 """
@@ -38,7 +46,10 @@ python-engineio that changes them fails those tests, not production.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +57,8 @@ import engineio
 from aiohttp import web
 from engineio import async_socket, exceptions, packet
 from engineio.async_drivers import aiohttp as aiohttp_driver
+
+from signaling.ticks import Ticks
 
 #: A long-polling upload read and checked by the edge, for ``translate_request``.
 POLLING_BODY = web.RequestKey("giftcall_polling_body", bytes)
@@ -73,29 +86,112 @@ def is_engineio_text(text: str) -> bool:
 _TRANSPORTS: weakref.WeakKeyDictionary[Any, asyncio.Transport] = weakref.WeakKeyDictionary()
 
 
-class CountingQueue(asyncio.Queue[Any]):
+class CountingQueue:
     """An Engine.IO socket's packet queue that knows how many characters of
-    packet data wait in it; over ``budget`` it calls ``on_overflow`` once."""
+    packet data wait in it; over ``budget`` it calls ``on_overflow`` once.
+
+    The part of ``asyncio.Queue`` (unbounded) that python-engineio and this
+    module use, with its semantics (``put``, ``get`` with its cancellation,
+    ``*_nowait``, ``task_done``, ``join``), in a fraction of its memory: an
+    ``asyncio.Queue`` holds four deques of 760 bytes each (items, getters,
+    putters, its Event's waiters) whether or not anything waits. An idle
+    socket's queue is empty with one getter (its writer), so here the items'
+    deque exists only while packets wait, the getters are a list, there are
+    no putters (``put`` never waits) and the Event is made by ``join``.
+    """
+
+    __slots__ = (
+        "_finished",
+        "_getters",
+        "_items",
+        "_on_overflow",
+        "_unfinished",
+        "budget",
+        "overflowed",
+        "queued",
+    )
 
     def __init__(self, budget: int, on_overflow: Callable[[], None]) -> None:
-        super().__init__()
         self.budget = budget
         self.queued = 0
         self.overflowed = False
         self._on_overflow = on_overflow
+        self._items: deque[Any] | None = None
+        self._getters: list[asyncio.Future[None]] = []
+        self._unfinished = 0
+        self._finished: asyncio.Event | None = None
 
-    # asyncio.Queue's hooks for subclasses (as LifoQueue and PriorityQueue use them)
-    def _put(self, item: Any) -> None:
-        super()._put(item)
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return False
+
+    def put_nowait(self, item: Any) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+        self._unfinished += 1
+        if self._finished is not None:
+            self._finished.clear()
         self.queued += _size(item)
         if self.budget and self.queued > self.budget and not self.overflowed:
             self.overflowed = True
             self._on_overflow()
+        self._wake_getter()
 
-    def _get(self) -> Any:
-        item = super()._get()
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> Any:
+        items = self._items
+        if not items:
+            raise asyncio.QueueEmpty
+        item = items.popleft()
+        if not items:
+            self._items = None
         self.queued -= _size(item)
         return item
+
+    async def get(self) -> Any:
+        # asyncio.Queue.get: a getter woken and then cancelled passes its turn on.
+        while not self._items:
+            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if self._items and not getter.cancelled():
+                    self._wake_getter()
+                raise
+        return self.get_nowait()
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._finished is not None:
+            self._finished.set()
+
+    async def join(self) -> None:
+        if self._unfinished > 0:
+            if self._finished is None:
+                self._finished = asyncio.Event()
+            await self._finished.wait()
+
+    def _wake_getter(self) -> None:
+        getters = self._getters
+        while getters:
+            getter = getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                break
 
 
 def _size(item: Any) -> int:
@@ -232,6 +328,7 @@ def install(
         drivers.get("websocket") is not aiohttp_driver.WebSocket
         or drivers.get("translate_request") is not aiohttp_driver.translate_request
         or type(eio).create_queue is not engineio.AsyncServer.create_queue
+        or type(eio).start_background_task is not engineio.AsyncServer.start_background_task
     ):
         raise RuntimeError(
             "python-engineio's aiohttp driver table changed: see signaling/engineio_fence.py"
@@ -244,12 +341,41 @@ def install(
     }
 
     # Each socket's queue comes from the server's create_queue() (BaseSocket.__init__).
-    def create_queue(*args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
+    def create_queue(*args: Any, **kwargs: Any) -> asyncio.Queue[Any] | CountingQueue:
         if args or kwargs:  # not a socket's queue
             return asyncio.Queue(*args, **kwargs)
         return CountingQueue(send_budget, on_overflow)
 
     eio.create_queue = create_queue
+    library_start = eio.start_background_task
+    pings: Ticks[async_socket.AsyncSocket] = Ticks(send_ping)
+
+    # Each socket waits for its next ping in a task that sleeps ping_interval
+    # (AsyncSocket.schedule_ping): about 2.5 KB per idle socket, where a slot
+    # in Ticks is a dict entry.
+    def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(target, "__func__", None) is _LIBRARY_SEND_PING and not (args or kwargs):
+            pings.add(target.__self__, eio.ping_interval)
+            return None  # the library drops what schedule_ping starts
+        return library_start(target, *args, **kwargs)
+
+    eio.start_background_task = start_background_task
+
+
+_LIBRARY_SEND_PING = async_socket.AsyncSocket._send_ping
+
+
+def send_ping(socket: async_socket.AsyncSocket) -> None:
+    """``AsyncSocket._send_ping`` once its wait is over (at most
+    ``signaling.ticks.TICK_S`` late; the client waits pingInterval +
+    pingTimeout for it), without a task: its ``send`` checks the ping
+    timeout (passed: ``last_ping`` was just set) and puts the packet in the
+    queue, which never waits (it is unbounded)."""
+    if socket.closing or socket.closed:
+        return
+    socket.last_ping = time.time()
+    socket.queue.put_nowait(packet.Packet(packet.PING))
+    socket.server.logger.info("%s: Sending packet %s data %s", socket.sid, "PING", None)
 
 
 def queued(eio: engineio.AsyncServer, sid: str) -> int:
@@ -270,13 +396,34 @@ def overflowed(eio: engineio.AsyncServer) -> list[str]:
 
 async def abort_now(eio: engineio.AsyncServer, sid: str) -> bool:
     """``close_now``, and drop the TCP connection of a websocket: its writer
-    may be blocked on a client that reads nothing. False if already closed."""
+    may be blocked on a client that reads nothing; what was queued for it is
+    dropped too. False if already closed."""
     socket = eio.sockets.get(sid)
     closed = await close_now(eio, sid)
     transport = None if socket is None else _TRANSPORTS.pop(socket, None)
     if transport is not None:
         transport.abort()
+    if socket is not None:
+        _drop_queued(socket)
     return closed
+
+
+def drop_queued(eio: engineio.AsyncServer, sid: str) -> None:
+    """Forget the packets waiting for ``sid``, whose transport is gone."""
+    socket = eio.sockets.get(sid)
+    if socket is not None:
+        _drop_queued(socket)
+
+
+def _drop_queued(socket: async_socket.AsyncSocket) -> None:
+    # A closed socket stays referenced until its next ping is due (up to
+    # ping_interval, 25 s), and with it everything in its queue: up to
+    # send_budget for a slow consumer. Nothing in it will be sent any more.
+    queue = socket.queue
+    while not queue.empty():
+        queue.get_nowait()
+        queue.task_done()
+    queue.put_nowait(None)  # the end of the queue, for a writer still waiting on it
 
 
 async def close_now(eio: engineio.AsyncServer, sid: str) -> bool:
@@ -310,3 +457,12 @@ def release_poll(eio: engineio.AsyncServer, sid: str) -> None:
     socket = eio.sockets.get(sid)
     if socket is not None and not socket.upgraded:
         socket.queue.put_nowait(None)
+
+
+async def close_all(eio: engineio.AsyncServer) -> int:
+    """``close_now`` every connection (the server's shut-down); returns how
+    many there were."""
+    sids = list(eio.sockets)
+    if sids:
+        await asyncio.gather(*(close_now(eio, sid) for sid in sids), return_exceptions=True)
+    return len(sids)

@@ -15,13 +15,20 @@ reached), and with public hooks for the policy, which lives in
   an Engine.IO connection opened / closed (after the namespaces' handlers);
 - ``send_socketio_packet(eio_sid, pkt)``: one packet to one connection.
 
+``PooledRedisManager`` is python-socketio's ``AsyncRedisManager`` whose
+``_redis_connect`` builds the client of a ``redis://`` or ``rediss://`` URL
+from a pool the caller makes; every other scheme (sentinel, valkey, unix) is
+connected by the library itself.
+
 Every private name used here is pinned by ``tests/unit/test_fences.py``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import socketio
 from socketio import packet
@@ -31,11 +38,17 @@ from socketio import packet
 #: ``event_refusal`` refuses; unexpected: a packet type clients do not send.
 RefusalKind = Literal["binary", "malformed", "refused", "unexpected"]
 
-#: The namespace and ack id of an event packet that does not decode.
-_EVENT_HEADER = re.compile(r"[25](?:\d{1,10}-)?(?:(/[^,]*),)?(\d{1,15})(?!\d)")
+#: An ack id: as the library decoded it, or the digits of one it refused
+#: (more than 100 of them); either is written back as it came.
+AckId = int | str
+
+#: The namespace and ack id of an event packet that does not decode. Any
+#: attachment count and any number of digits: a client that sent an ack id
+#: waits for its answer, however odd the rest of the packet.
+_EVENT_HEADER = re.compile(r"[25](?:\d+-)?(?:(/[^,]*),)?(\d+)")
 
 
-def event_header(text: str) -> tuple[str | None, int | None]:
+def event_header(text: str) -> tuple[str | None, AckId | None]:
     """The namespace and ack id at the start of an undecodable event packet."""
     found = _EVENT_HEADER.match(text)
     if found is None:
@@ -43,7 +56,7 @@ def event_header(text: str) -> tuple[str | None, int | None]:
     namespace = found.group(1)
     if namespace is not None:
         namespace = namespace.split("?", 1)[0]
-    return namespace or "/", int(found.group(2))
+    return namespace or "/", found.group(2)
 
 
 class FencedServer(socketio.AsyncServer):
@@ -60,7 +73,7 @@ class FencedServer(socketio.AsyncServer):
         eio_sid: str,
         kind: RefusalKind,
         namespace: str | None,
-        ack_id: int | None,
+        ack_id: AckId | None,
         message: str,
     ) -> None:
         """A packet that is not handled; ``ack_id`` is its ack id, if it has one."""
@@ -88,6 +101,11 @@ class FencedServer(socketio.AsyncServer):
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         """Replaces the library's: the same dispatch, without binary packets
         (refused: nothing is buffered) and without raising on bad input."""
+        if eio_sid not in self.environ:
+            # Read before the server closed the connection (an auth timeout, a
+            # slow consumer) and handled after: the library has forgotten it
+            # (a CONNECT would raise KeyError), and nothing can answer it.
+            return
         if not isinstance(data, str):
             # bytes: a binary attachment; anything else: Engine.IO decoded JSON
             kind: RefusalKind = "binary" if isinstance(data, bytes) else "malformed"
@@ -127,3 +145,29 @@ class FencedServer(socketio.AsyncServer):
             await self.refuse_packet(
                 eio_sid, "unexpected", pkt.namespace or "/", None, "unexpected packet type"
             )
+
+
+#: Builds the Redis client of a ``redis://``/``rediss://`` URL with the
+#: manager's ``redis_options``.
+RedisClientFactory = Callable[[str, dict[str, Any]], Any]
+
+
+class PooledRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis manager with the client of plain Redis URLs
+    built by ``client_for`` (the server's: a bounded pool that makes a burst
+    of publishes wait; the library's default pool fails past its limit with
+    "Too many connections" and drops the event)."""
+
+    def __init__(
+        self, url: str, *, channel: str, client_for: RedisClientFactory, **options: Any
+    ) -> None:
+        super().__init__(url, channel=channel, **options)
+        self._client_for = client_for
+
+    def _redis_connect(self) -> None:
+        if urlparse(self.redis_url).scheme not in ("redis", "rediss"):
+            super()._redis_connect()
+            return
+        self.redis = self._client_for(self.redis_url, self.redis_options)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True

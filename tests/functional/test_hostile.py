@@ -1,7 +1,7 @@
 """Hostile clients against a real server: what a client that ignores the
 Socket.IO and HTTP protocols can make the server do.
 
-Each test reproduces one finding (F1, F2, F6, F7) or one kind of garbage. In
+Each test reproduces one finding (F1, F2, F6, F7, F9, F15) or one kind of garbage. In
 every test of this file no ERROR log line may appear: a client cannot make the
 server log an error (``no_error_lines``).
 """
@@ -16,7 +16,6 @@ import logging
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -27,6 +26,7 @@ import socketio
 from signaling.webhooks.openvidu import PATH as WEBHOOK_PATH
 from signaling.webhooks.openvidu import SECRET_HEADER
 from tests.functional.conftest import Lab, StdJsonPacket, assert_error, refused_connect
+from tests.functional.raw_socket import RawSocket, ack_of, connect_error
 from tests.support import Client, RunningServer
 
 PAYLOAD_LIMIT = 1_000_000
@@ -47,81 +47,6 @@ def no_error_lines(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------- helpers
-
-
-@dataclass
-class RawSocket:
-    """An Engine.IO websocket spoken by hand: whatever a client may send."""
-
-    ws: aiohttp.ClientWebSocketResponse
-    handshake: dict[str, Any]
-
-    @classmethod
-    async def open(
-        cls, stack: contextlib.AsyncExitStack, server: RunningServer, **options: Any
-    ) -> RawSocket:
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        ws = await stack.enter_async_context(
-            session.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket", **options)
-        )
-        opened = await ws.receive_str(timeout=5)
-        assert opened.startswith("0{"), opened
-        return cls(ws, json.loads(opened[1:]))
-
-    async def send(self, data: str | bytes) -> None:
-        if isinstance(data, bytes):
-            await self.ws.send_bytes(data)
-        else:
-            await self.ws.send_str(data)
-
-    async def next(self, timeout: float = 5) -> str | None:
-        """The next text frame (answering pings), or None once the server closed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            message = await self.ws.receive(timeout=max(deadline - time.monotonic(), 0.01))
-            if message.type != aiohttp.WSMsgType.TEXT:
-                return None
-            if message.data == "2":
-                await self.ws.send_str("3")
-                continue
-            if message.data == "1":  # Engine.IO close
-                continue
-            return str(message.data)
-
-    async def connect(self, namespace: str, auth: Any = None) -> str | None:
-        prefix = "" if namespace == "/" else namespace + ","
-        await self.send("40" + prefix + (json.dumps(auth) if auth is not None else ""))
-        return await self.next()
-
-    async def call(self, namespace: str, ack_id: int, event: str, payload: Any) -> Any:
-        """An event with an ack id; returns the ack's first argument."""
-        await self.send(f"42{namespace},{ack_id}" + json.dumps([event, payload]))
-        return ack_of(await self.next(), namespace, ack_id)
-
-    async def closed_within(self, seconds: float) -> bool:
-        try:
-            while await self.next(timeout=seconds) is not None:
-                pass
-        except TimeoutError:
-            return False
-        return True
-
-    async def still_open(self, namespace: str = "/call") -> None:
-        """The connection answers an event (an unknown one: an invalid ack)."""
-        ack = await self.call(namespace, 999, "nothing", {})
-        assert_error(ack, "invalid")
-
-
-def ack_of(frame: str | None, namespace: str, ack_id: int) -> Any:
-    prefix = f"43{namespace},{ack_id}"
-    assert frame is not None and frame.startswith(prefix), frame
-    return json.loads(frame[len(prefix) :])[0]
-
-
-def connect_error(frame: str | None, namespace: str) -> Any:
-    prefix = "44" if namespace == "/" else f"44{namespace},"
-    assert frame is not None and frame.startswith(prefix), frame
-    return json.loads(frame[len(prefix) :])
 
 
 async def raw_http(
@@ -500,8 +425,7 @@ GARBAGE: dict[str, tuple[str | bytes, str]] = {
     "event without a name, no id": ("42/call,{}", "closed"),
     "connect_error from a client": ('44/call,{"message":"x"}', "closed"),
     "unknown Socket.IO type": ("49/call,[]", "closed"),
-    "attachment count too long": ('45123456789012-/call,5["x"]', "closed"),
-    "ack id too long": ("42/call," + "1" * 120 + '["x"]', "closed"),
+    "attachment count too long": ('45123456789012-/call,5["x"]', "ack"),
     "binary ack": ('461-/call,5[{"_placeholder":true,"num":0}]', "nothing"),
     "stray binary frame": (b"\x00\xff", "nothing"),
     "empty binary frame": (b"", "nothing"),
@@ -533,6 +457,58 @@ async def test_garbage_gets_an_ack_or_closes_only_its_connection(
     other = await RawSocket.open(stack, server)
     await other.connect("/call", {"token": server.token("bo")})
     await other.still_open()
+
+
+#: F9: malformed events that carry an ack id, as ``(body, ack id)`` after
+#: ``42/call,``. Each used to get no ack and log an ERROR.
+MALFORMED_WITH_ACK_ID: dict[str, tuple[str, str]] = {
+    "truncated JSON": ('["join",{"call_id":', "5"),
+    "an object as the event name": ('[{"a":1},{}]', "6"),
+    "an empty list": ("[]", "7"),
+    "no data": ("", "8"),
+    "nesting deeper than 1,024": ('["x",' + "[" * 1100 + "]" * 1100 + "]", "9"),
+    "nesting deeper than 1,024, truncated": ('["x",' + "{" * 1100, "10"),
+    "a 101-digit ack id": ('["join",{"call_id":1}]', "1" * 101),
+    "a 101-digit ack id and truncated JSON": ('["join",', "9" * 101),
+    "a 5,000-digit ack id": ('["x"]', "3" * 5000),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_WITH_ACK_ID))
+async def test_a_malformed_event_with_an_ack_id_gets_the_error_ack(
+    server: RunningServer, stack: contextlib.AsyncExitStack, name: str
+) -> None:
+    body, ack_id = MALFORMED_WITH_ACK_ID[name]
+    raw = await RawSocket.open(stack, server)
+    await raw.connect("/call", {"token": server.token("al")})
+    await raw.send(f"42/call,{ack_id}{body}")
+    assert_error(ack_of(await raw.next(), "/call", ack_id), "invalid")
+    await raw.still_open()
+
+
+@pytest.mark.parametrize(
+    ("header", "attachments"),
+    [
+        ('452-/call,11["signal",{"_placeholder":true,"num":5}]', 1),  # num out of range
+        ('451-/call,12["signal",{"call_id":1}]', 3),  # no placeholder, extra frames
+        ('453-/call,13["signal",{"_placeholder":true,"num":0}]', 0),  # frames never sent
+        ('450-/call,14["signal",{"_placeholder":true,"num":0}]', 2),  # count of zero
+    ],
+)
+async def test_a_binary_event_whose_attachments_do_not_match_leaves_no_stuck_connection(
+    server: RunningServer, stack: contextlib.AsyncExitStack, header: str, attachments: int
+) -> None:
+    """F9: binary is refused at the door with an error ack, its attachments
+    (however many) are dropped, and the connection goes on answering."""
+    raw = await RawSocket.open(stack, server)
+    await raw.connect("/call", {"token": server.token("al")})
+    await raw.send(header)
+    ack_id = int(header.split(",", 1)[1].split("[", 1)[0])
+    assert_error(ack_of(await raw.next(), "/call", ack_id), "invalid")
+    for n in range(attachments):
+        await raw.send(bytes([n]) * 100)
+    await raw.still_open()
+    assert (await raw.call("/call", 15, "join", {"call_id": 10**9}))["error"]["code"] == "not_found"
 
 
 async def test_a_connection_lives_no_longer_than_its_token(server: RunningServer) -> None:

@@ -12,7 +12,7 @@ from tests.support import RunningServer
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/web/app.js", "/web/style.css", "/api/health", "/api/calls", "/nothing"]
+    "path", ["/", "/web/main.js", "/web/style.css", "/api/health", "/api/calls", "/nothing"]
 )
 async def test_every_answer_has_the_security_headers(server: RunningServer, path: str) -> None:
     async with aiohttp.ClientSession() as session, session.get(server.url + path) as response:

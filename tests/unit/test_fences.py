@@ -26,10 +26,12 @@ from engineio import async_server as eio_server
 from engineio import async_socket as eio_socket
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from engineio.packet import Packet as EngineIOPacket
+from redis import asyncio as redis_asyncio
 
 from signaling import engineio_fence, socketio_fence
 from signaling.engineio_fence import install, is_engineio_text
-from signaling.socketio_fence import FencedServer
+from signaling.socketio_fence import FencedServer, PooledRedisManager
+from signaling.ticks import TICK_S
 
 
 def source(function: Callable[..., Any]) -> str:
@@ -195,6 +197,94 @@ async def test_a_counting_queue_counts_and_calls_once_past_its_budget() -> None:
     assert queue.queued == 8
 
 
+def test_the_library_uses_only_the_queue_methods_the_counting_queue_has() -> None:
+    """``CountingQueue`` is not an ``asyncio.Queue``: it has the methods the
+    library calls on a socket's queue, with their semantics (tested below)."""
+    import re
+
+    from engineio import base_socket
+
+    used: set[str] = set()
+    for module in (eio_socket, base_socket):
+        used |= set(re.findall(r"queue\.(\w+)\(", inspect.getsource(module)))
+    assert used <= {"get", "get_nowait", "put", "put_nowait", "task_done", "join"}, used
+    for name in used:
+        assert callable(getattr(engineio_fence.CountingQueue, name))
+
+
+async def test_a_counting_queue_behaves_as_an_unbounded_asyncio_queue() -> None:
+    queue = engineio_fence.CountingQueue(0, lambda: None)
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    await queue.put(EngineIOPacket(4, data="a"))
+    queue.put_nowait(None)
+    assert (await getter).data == "a"
+    assert await queue.get() is None and queue.empty()
+    # join waits for a task_done per item
+    joined = asyncio.ensure_future(queue.join())
+    await asyncio.sleep(0)
+    assert not joined.done()
+    queue.task_done()
+    await asyncio.sleep(0)
+    assert not joined.done()
+    queue.task_done()
+    await asyncio.wait_for(joined, 1)
+    with pytest.raises(ValueError, match="too many times"):
+        queue.task_done()
+    # a getter woken and then cancelled passes the item on to the next one
+    first = asyncio.ensure_future(queue.get())
+    second = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("x")
+    first.cancel()
+    assert await asyncio.wait_for(second, 1) == "x"
+    # a get under a timeout (AsyncSocket.poll) leaves nothing behind
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(queue.get(), 0.01)
+    queue.put_nowait("y")
+    assert queue.get_nowait() == "y" and queue.queued == 0
+
+
+def test_a_sockets_ping_wait_is_the_task_install_replaces() -> None:
+    """``send_ping`` is ``AsyncSocket._send_ping`` after its sleep, and
+    ``send`` with a fresh ``last_ping`` only queues the packet. If either
+    changes, re-read ``send_ping`` and update these pins."""
+    assert "self.server.start_background_task(self._send_ping)" in flat(
+        eio_socket.AsyncSocket.schedule_ping
+    )
+    assert fingerprint(eio_socket.AsyncSocket._send_ping) == "af7d301862db9af7", source(
+        eio_socket.AsyncSocket._send_ping
+    )
+    send = flat(eio_socket.AsyncSocket.send)
+    assert "if not await self.check_ping_timeout(): return else: await self.queue.put(pkt)" in send
+    check = flat(eio_socket.AsyncSocket.check_ping_timeout)
+    assert "if last_ping and time.time() - last_ping > self.server.ping_timeout:" in check
+
+
+async def test_install_turns_only_the_ping_wait_into_a_slot_of_a_tick() -> None:
+    eio = engineio.AsyncServer(async_mode="aiohttp", ping_interval=0.01)
+    install(eio, deflate=False)
+    sockets = [eio_socket.AsyncSocket(eio, f"s{n}") for n in range(3)]
+    sockets[2].closed = True
+    for socket in sockets:
+        socket.last_ping = 1.0
+        socket.schedule_ping()
+        assert socket.last_ping is None
+    await asyncio.sleep(0.01 + 2 * TICK_S)
+    for socket in sockets[:2]:
+        assert socket.last_ping is not None
+        assert socket.queue.get_nowait().packet_type == EngineIOPacket(2).packet_type  # PING
+    assert sockets[2].queue.empty()  # no ping for a closed socket
+
+    async def other() -> str:
+        return "done"
+
+    task = eio.start_background_task(other)
+    assert isinstance(task, asyncio.Task) and await task == "done"
+
+
 def test_text_the_fence_lets_through_decodes_without_raising() -> None:
     accepted = [
         "2",
@@ -268,16 +358,69 @@ def test_binary_packets_are_buffered_by_the_library_unless_fenced() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('2/call,17["signal",{', ("/call", 17)),
-        ("2/call?x=1,3[", ("/call", 3)),
-        ("25[", ("/", 5)),
-        ("51-/chat,9[", ("/chat", 9)),
+        ('2/call,17["signal",{', ("/call", "17")),
+        ("2/call?x=1,3[", ("/call", "3")),
+        ("25[", ("/", "5")),
+        ("51-/chat,9[", ("/chat", "9")),
+        ("5123456789012-/chat,9[", ("/chat", "9")),
+        ("2/call," + "1" * 101 + "[", ("/call", "1" * 101)),
         ("2[", (None, None)),
         ("3/call,4[", (None, None)),
-        ("2/call," + "1" * 16, (None, None)),
     ],
 )
 def test_the_header_of_an_undecodable_event(
-    text: str, expected: tuple[str | None, int | None]
+    text: str, expected: tuple[str | None, str | None]
 ) -> None:
     assert socketio_fence.event_header(text) == expected
+
+
+def test_the_library_keeps_each_connections_environ_until_it_closes() -> None:
+    """``_handle_eio_message`` drops a packet of a connection the library no
+    longer has in ``environ``: it is filled on connect, emptied on disconnect,
+    and read by ``_handle_connect``."""
+    assert "self.environ[eio_sid] = environ" in flat(socketio.AsyncServer._handle_eio_connect)
+    assert "del self.environ[eio_sid]" in flat(socketio.AsyncServer._handle_eio_disconnect)
+    assert "self.environ[eio_sid]" in flat(socketio.AsyncServer._handle_connect)
+
+
+async def test_a_packet_handled_after_its_connection_closed_is_dropped() -> None:
+    """A CONNECT read just before the server closed its connection (an auth
+    timeout) used to raise KeyError in the library and log a traceback."""
+    server = FencedServer(async_mode="aiohttp")
+    for text in ('0/call,{"token":"x"}', '2/call,5["join",{}]', "1/call,", "3/call,1[]"):
+        await server._handle_eio_message("closed-meanwhile", text)
+
+
+def test_the_redis_manager_connects_in_the_method_the_fence_overrides() -> None:
+    """``PooledRedisManager._redis_connect`` replaces the library's for plain
+    Redis URLs and hands every other scheme back to it: if the library's
+    changes (another attribute, a new scheme), bring the change into the
+    fence and update this pin."""
+    original = socketio.AsyncRedisManager._redis_connect
+    assert fingerprint(original) == "982157b8eed980ba", source(original)
+
+
+def test_the_pooled_redis_manager_builds_plain_urls_with_the_servers_client() -> None:
+    built: list[tuple[str, dict[str, Any]]] = []
+
+    def client_for(url: str, options: dict[str, Any]) -> Any:
+        built.append((url, options))
+        return redis_asyncio.Redis.from_url(url, **options)
+
+    manager = PooledRedisManager(
+        "redis://127.0.0.1:9/0",
+        channel="x",
+        client_for=client_for,
+        redis_options={"socket_timeout": 1.0},
+    )
+    manager._redis_connect()
+    assert built == [("redis://127.0.0.1:9/0", {"socket_timeout": 1.0})]
+    assert (manager.connected, manager.pubsub is not None) == (True, True)
+
+    sentinel = PooledRedisManager(
+        "redis+sentinel://127.0.0.1:9/0/main", channel="x", client_for=client_for
+    )
+    sentinel._redis_connect()  # the library's own: a Sentinel, connected lazily
+    assert len(built) == 1
+    assert type(sentinel.redis).__name__ == "Redis"
+    assert "Sentinel" in type(sentinel.redis.connection_pool).__name__
