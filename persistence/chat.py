@@ -5,9 +5,6 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from persistence.models import iso
 
 #: ``client_msg_id`` and user ids are at most this long (PROTOCOL.md).
 MAX_CLIENT_MSG_ID = 64
@@ -45,17 +42,6 @@ class ChatMessage:
     content: str
     client_msg_id: str
     created_at: datetime
-
-    def to_wire(self) -> dict[str, Any]:
-        """The ``message`` event of PROTOCOL.md."""
-        return {
-            "room_id": self.room_id,
-            "seq": self.seq,
-            "sender_id": self.sender_id,
-            "content": self.content,
-            "created_at": iso(self.created_at),
-            "client_msg_id": self.client_msg_id,
-        }
 
 
 @dataclass(frozen=True, slots=True)

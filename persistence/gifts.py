@@ -6,9 +6,8 @@ import abc
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from persistence.models import CallRecord, iso
+from persistence.models import CallRecord
 
 #: A gift's message is at most this many characters.
 MAX_GIFT_MESSAGE = 500
@@ -39,21 +38,6 @@ class Gift:
 
     def has_party(self, user_id: str) -> bool:
         return user_id in (self.sender_id, self.receiver_id)
-
-    def to_wire(self) -> dict[str, Any]:
-        """The ``gift`` object (see docs/chat-and-gifts.md)."""
-        return {
-            "id": self.id,
-            "sender_id": self.sender_id,
-            "receiver_id": self.receiver_id,
-            "kind": self.kind.value,
-            "message": self.message,
-            "scheduled_at": iso(self.scheduled_at),
-            "call_id": self.call_id,
-            "opened": self.opened_at is not None,
-            "opened_at": iso(self.opened_at),
-            "created_at": iso(self.created_at),
-        }
 
 
 class GiftStore(abc.ABC):

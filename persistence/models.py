@@ -141,19 +141,6 @@ class CallRecord:
     def partner_of(self, user_id: str) -> str:
         return self.callee_id if user_id == self.caller_id else self.caller_id
 
-    def to_wire(self) -> dict[str, Any]:
-        """The ``call`` object of PROTOCOL.md."""
-        return {
-            "id": self.id,
-            "caller_id": self.caller_id,
-            "callee_id": self.callee_id,
-            "scheduled_at": iso(self.scheduled_at),
-            "state": self.state.value,
-            "started_at": iso(self.started_at),
-            "ended_at": iso(self.ended_at),
-            "end_reason": self.end_reason.value if self.end_reason else None,
-        }
-
 
 def deadlines_of(call: CallRecord) -> list[tuple[Deadline, datetime]]:
     """The call's deadlines that are set, in :data:`DEADLINES` order (a
@@ -228,27 +215,8 @@ class Notification:
     payload: dict[str, Any]
     created_at: datetime
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "call_id": self.call_id,
-            "payload": self.payload,
-            "created_at": iso(self.created_at),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Question:
     id: int
     text: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text}
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 UTC with a ``Z``, as the wire contract wants."""
-    if value is None:
-        return None
-    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -48,12 +48,19 @@ return 0
 
 
 def blocking_pool(
-    url: str, max_connections: int = 64, *, decode_responses: bool = True
+    url: str, max_connections: int = 64, *, decode_responses: bool = True, **options: Any
 ) -> BlockingConnectionPool:
     """A bounded pool that makes a burst of commands wait for a connection
-    (redis-py's default pool raises "Too many connections" instead)."""
+    (redis-py's default pool raises "Too many connections" instead);
+    ``options`` go to redis-py's connections."""
     return BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=10, decode_responses=decode_responses
+        url,
+        **{
+            "max_connections": max_connections,
+            "timeout": 10,
+            "decode_responses": decode_responses,
+            **options,
+        },
     )
 
 

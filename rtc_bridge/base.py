@@ -27,15 +27,14 @@ class MediaBackend(abc.ABC):
     each joiner's extra join-ack fields, hands it the signals of users whose
     peer connection ends at the server (``terminates_peers``), tells it when a
     user leaves, and closes the media when the call is over for any reason.
+    A backend that reports back takes its :class:`MediaEvents` in its
+    constructor (``signaling`` builds it through a factory, around the sink).
     """
 
     name: str
     #: Peers connect to the server, not to each other: every signal goes to
     #: the backend and both users make offers.
     terminates_peers: bool = False
-
-    def bind(self, events: MediaEvents) -> None:  # noqa: B027 (optional hook)
-        """Receive the callbacks before the first call opens."""
 
     @abc.abstractmethod
     async def open_call(self, call_id: int, user_ids: tuple[str, str]) -> None: ...

@@ -433,6 +433,7 @@ class JanusMedia(MediaBackend):
         url: str,
         admin_key: str,
         *,
+        events: MediaEvents,
         public_url: str = "",
         join_budget_s: float = 4.0,
         client: JanusClient | None = None,
@@ -442,7 +443,7 @@ class JanusMedia(MediaBackend):
         self.admin_key = admin_key
         self.keys = RoomKeys(admin_key)
         self.join_budget_s = join_budget_s
-        self._events: MediaEvents | None = None
+        self._events = events
         self._rooms: dict[int, _Room] = {}
         self._handles: OrderedDict[int, _Handle] = OrderedDict()
         #: Janus session -> (call, user), learnt from a publisher's ``joined``
@@ -450,9 +451,6 @@ class JanusMedia(MediaBackend):
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self._event_lock = asyncio.Lock()
         self._tasks = BackgroundTasks(logger, "janus.task_failed")
-
-    def bind(self, events: MediaEvents) -> None:
-        self._events = events
 
     # -------------------------------------------------------- the contract
 
@@ -599,8 +597,7 @@ class JanusMedia(MediaBackend):
             call_id,
             extra={"event": "janus.media_connected", "call_id": call_id, "user_id": user_id},
         )
-        if self._events is not None:
-            await self._events.media_connected(call_id, user_id)
+        await self._events.media_connected(call_id, user_id)
 
     async def _gone(self, handle: _Handle, why: str) -> None:
         if handle.gone:
@@ -627,8 +624,7 @@ class JanusMedia(MediaBackend):
                 "why": why,
             },
         )
-        if self._events is not None:
-            await self._events.media_left(room.call_id, user_id)
+        await self._events.media_left(room.call_id, user_id)
 
     def _log_ignored(self, event: JanusEvent, why: str) -> None:
         logger.info(

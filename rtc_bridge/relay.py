@@ -141,13 +141,10 @@ class RelayMedia(MediaBackend):
     name = "relay"
     terminates_peers = True
 
-    def __init__(self) -> None:
-        self._events: MediaEvents | None = None
+    def __init__(self, events: MediaEvents) -> None:
+        self._events = events
         self._calls: dict[int, _RelayCall] = {}
         self._tasks = BackgroundTasks(logger, "relay.task_failed")
-
-    def bind(self, events: MediaEvents) -> None:
-        self._events = events
 
     @property
     def peer_count(self) -> int:
@@ -369,7 +366,7 @@ class RelayMedia(MediaBackend):
             },
         )
         peer.state = state
-        if peer.retired or self._events is None:
+        if peer.retired:
             return
         if state == "connected":
             self._tasks.spawn(
@@ -382,8 +379,7 @@ class RelayMedia(MediaBackend):
         if peer.retired:
             return
         await self._close_peer(call, peer, state)
-        if self._events is not None:
-            await self._events.media_left(call.call_id, peer.user_id)
+        await self._events.media_left(call.call_id, peer.user_id)
 
     async def _close_peer(self, call: _RelayCall, peer: _Peer, why: str) -> None:
         if peer.retired:
@@ -431,5 +427,4 @@ class RelayMedia(MediaBackend):
         return call
 
     async def _send(self, call_id: int, user_id: str, signal: dict[str, Any]) -> None:
-        if self._events is not None:
-            await self._events.send_signal(call_id, user_id, signal)
+        await self._events.send_signal(call_id, user_id, signal)

@@ -14,7 +14,8 @@ class Notifier(Protocol):
     """
 
     async def call_soon(self, call: CallRecord) -> None:
-        """The join window opened."""
+        """The join window opened: store each user's ``call_soon``
+        notification and tell their connections (one payload for both)."""
 
     async def call_ended(self, call: CallRecord) -> None:
         """The call reached a final state (``call.state``/``call.end_reason``)."""

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from persistence.calls import CallStore, NotificationStore
-from persistence.models import CallChanges, CallRecord, CallState, iso, utcnow
+from persistence.calls import CallStore
+from persistence.models import CallChanges, CallRecord, CallState, utcnow
 from scheduler.jobs import IN_CALL_STATES, due_change, next_deadline
 from scheduler.ports import ChangeAnnouncer, LatenessObserver, NoPush, Notifier, PushNotices
 
@@ -40,7 +40,6 @@ class CallTimers:
     def __init__(
         self,
         calls: CallStore,
-        notifications: NotificationStore,
         notifier: Notifier,
         *,
         sweep_interval_s: float = 30.0,
@@ -51,7 +50,6 @@ class CallTimers:
     ) -> None:
         self._calls = calls
         self._push: PushNotices = push if push is not None else NoPush()
-        self._notifications = notifications
         self._notifier = notifier
         self._sweep_interval_s = sweep_interval_s
         self._takeover = timedelta(seconds=takeover_s)
@@ -228,17 +226,6 @@ class CallTimers:
         if kind == "open":
             # Only queued here: the push workers send it off this timer's path.
             self._push.window_opened(call)
-            for user_id in (call.caller_id, call.callee_id):
-                await self._notifications.add(
-                    user_id,
-                    "call_soon",
-                    call.id,
-                    {
-                        "call_id": call.id,
-                        "scheduled_at": iso(call.scheduled_at),
-                        "partner_id": call.partner_of(user_id),
-                    },
-                )
             await self._notifier.call_soon(call)
         elif call.state in (CallState.ENDED, CallState.MISSED):
             await self._notifier.call_ended(call)

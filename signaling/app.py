@@ -1,15 +1,17 @@
 """The composition root: builds the aiohttp app, Socket.IO server and services,
-starts them in order and stops them in reverse (aiohttp ``cleanup_ctx``)."""
+starts them in order and stops them in reverse (one ``AsyncExitStack`` in the
+app's ``cleanup_ctx``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,33 +19,38 @@ import socketio
 from aiohttp import web
 
 from persistence.factory import Stores, open_stores
-from persistence.models import CallState, utcnow
-from rtc_bridge.base import MediaBackend
+from persistence.models import utcnow
+from rtc_bridge.base import MediaEvents
 from rtc_bridge.openvidu import OpenViduMedia
 from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
-from signaling import ops, questions, web_routes
+from signaling import openapi, ops, questions, web_routes
 from signaling.auth import Identity, TokenVerifier
 from signaling.calls import routes as call_routes
+from signaling.calls.connections import JoinedConnections
+from signaling.calls.machine import CallMachine, MediaFactory
 from signaling.calls.namespace import CallNamespace, SocketOutbox
-from signaling.calls.service import CallRules, CallService
+from signaling.calls.service import CallService
+from signaling.calls.state import CallRules
 from signaling.chat import routes as chat_routes
 from signaling.chat.namespace import ChatNamespace, SocketChatOutbox
 from signaling.chat.service import ChatService
 from signaling.config import ConfigError, Settings
 from signaling.edge import GuardedServer
+from signaling.engineio_fence import close_all
 from signaling.errors import ApiError
 from signaling.gifts import routes as gift_routes
 from signaling.gifts.service import GiftService
 from signaling.http import cors_middleware_for, error_middleware, security_headers
 from signaling.ice import IceServerProvider
-from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, VERIFIER
+from signaling.keys import CALLS, CHAT, GIFTS, METRICS, SETTINGS, STORES, TIMERS, VERIFIER
 from signaling.metrics import Metrics
 from signaling.push import routes as push_routes
 from signaling.push.dispatcher import PushDispatcher
 from signaling.push.sender import WebPushSender
 from signaling.push.vapid import VapidKeys
 from signaling.quotas import QuotaRules, Quotas
+from signaling.socketio_fence import PooledRedisManager
 from signaling.webhooks import janus as janus_webhook
 from signaling.webhooks import openvidu as openvidu_webhook
 from signaling.webhooks.openvidu import MEDIA
@@ -75,9 +82,11 @@ class OrjsonCodec:
 
 
 def redis_manager(settings: Settings) -> socketio.AsyncManager:
-    from signaling.cluster import PooledRedisManager  # the redis extra, only when asked for
+    from signaling.cluster import pooled_client  # the redis extra, only when asked for
 
-    return PooledRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}:socketio")
+    return PooledRedisManager(
+        settings.redis_url, channel=f"{settings.redis_prefix}:socketio", client_for=pooled_client
+    )
 
 
 def create_sio(settings: Settings) -> GuardedServer:
@@ -107,10 +116,12 @@ def create_sio(settings: Settings) -> GuardedServer:
     return sio
 
 
-def create_media(settings: Settings) -> MediaBackend:
-    """The media backend ``SIGNALING_MEDIA`` names (docs/media.md)."""
+def create_media(settings: Settings) -> MediaFactory:
+    """The media backend ``SIGNALING_MEDIA`` names (docs/media.md), as a
+    factory: the call machine builds it around the events it reports to.
+    The settings are checked here, at start-up, before anything is built."""
     if settings.media == "p2p":
-        return PeerToPeerMedia()
+        return lambda events: PeerToPeerMedia()  # peers meet directly: nothing to report
     if settings.media == "openvidu":
         if not (settings.openvidu_url and settings.openvidu_secret):
             raise ConfigError("SIGNALING_MEDIA=openvidu needs SIGNALING_OPENVIDU_URL and _SECRET")
@@ -119,13 +130,20 @@ def create_media(settings: Settings) -> MediaBackend:
                 "SIGNALING_MEDIA=openvidu needs SIGNALING_OPENVIDU_WEBHOOK_SECRET "
                 f"(OpenVidu sends it in the {openvidu_webhook.SECRET_HEADER} header)"
             )
-        return OpenViduMedia(settings.openvidu_url, settings.openvidu_secret)
+        url, secret = settings.openvidu_url, settings.openvidu_secret
+        return lambda events: OpenViduMedia(url, secret, events=events)
     if settings.media == "janus":
         from rtc_bridge.janus import JanusMedia
 
-        return JanusMedia(
-            settings.janus_url, settings.janus_admin_key, public_url=settings.janus_public_url
-        )
+        def janus(events: MediaEvents) -> JanusMedia:
+            return JanusMedia(
+                settings.janus_url,
+                settings.janus_admin_key,
+                events=events,
+                public_url=settings.janus_public_url,
+            )
+
+        return janus
     if settings.media == "relay":
         try:
             from rtc_bridge.relay import RelayMedia
@@ -134,7 +152,7 @@ def create_media(settings: Settings) -> MediaBackend:
                 f"SIGNALING_MEDIA=relay needs aiortc ({exc}): "
                 "pip install 'giftcall-signaling[relay]'"
             ) from None
-        return RelayMedia()
+        return RelayMedia
     raise ConfigError(f"SIGNALING_MEDIA={settings.media} is not a media backend")
 
 
@@ -179,7 +197,8 @@ def socket_authenticator(verifier: TokenVerifier) -> Callable[[Any], Identity]:
 
 
 def client_disconnector(sio: GuardedServer) -> Callable[[web.Application], Awaitable[None]]:
-    """An ``on_shutdown`` hook that tells every client to go.
+    """An ``on_shutdown`` hook that tells every client to go, then stops the
+    Socket.IO server's background work (``sio.shutdown()``).
 
     It runs before aiohttp waits for open handlers: without it every websocket
     would hold the shutdown until its ping timeout. It never waits on a
@@ -187,15 +206,11 @@ def client_disconnector(sio: GuardedServer) -> Callable[[web.Application], Await
     """
 
     async def disconnect_clients(app: web.Application) -> None:
-        sockets = list(sio.eio.sockets.values())
-        if sockets:
-            await asyncio.wait_for(
-                asyncio.gather(*(s.close(wait=False) for s in sockets), return_exceptions=True),
-                timeout=5,
-            )
+        connections = await asyncio.wait_for(close_all(sio.eio), timeout=5)
+        await sio.shutdown()
         logger.info(
             "clients disconnected",
-            extra={"event": "server.stopping", "connections": len(sockets)},
+            extra={"event": "server.stopping", "connections": connections},
         )
 
     return disconnect_clients
@@ -258,6 +273,7 @@ def create_app(settings: Settings) -> web.Application:
         app.on_response_prepare.append(
             janus_webhook.janus_csp(settings.janus_public_url or settings.janus_url)
         )
+    app.router.add_routes(openapi.routes)
 
     authenticate = socket_authenticator(verifier)
 
@@ -275,70 +291,84 @@ async def run_services(
     sio: GuardedServer,
     authenticate: Callable[[Any], Identity],
 ) -> AsyncIterator[None]:
-    """Start stores, services and timers in order; stop them in reverse."""
+    """Start stores, services and timers in order; stop them in reverse.
+
+    Each component is built complete and its teardown pushed on one exit
+    stack right after it starts, so a failure half-way stops what started,
+    in reverse, and nothing else.
+    """
     metrics = app[METRICS]
-    stores = await open_stores(
-        settings.database_url,
-        settings.message_store_url,
-        settings.redis_url,
-        settings.redis_prefix,
-    )
-    app[STORES] = stores
-
-    async def call_changed_elsewhere(
-        call_id: int, state: CallState, deadline: datetime | None
-    ) -> None:
-        timers.heard(call_id, state, deadline)
-        if state.is_final:
-            service.forget(call_id)
-
-    bus: ClusterBus | None = None
-    if settings.redis_url:
-        from signaling.cluster import ClusterBus  # the redis extra, only when asked for
-
-        bus = ClusterBus(
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(logger.info, "server stopped", extra={"event": "server.stopped"})
+        stores = await open_stores(
+            settings.database_url,
+            settings.message_store_url,
             settings.redis_url,
-            call_changed_elsewhere,
-            channel=f"{settings.redis_prefix}:calls",
-            key_prefix=settings.redis_prefix,
+            settings.redis_prefix,
         )
-    media = create_media(settings)
-    app[MEDIA] = media
-    quotas = Quotas(
-        quota_rules(settings), redis_url=settings.redis_url, key_prefix=settings.redis_prefix
-    )
-    push: PushDispatcher | None = None
-    try:
+        stack.push_async_callback(stores.close)
+        app[STORES] = stores
+        quotas = Quotas(
+            quota_rules(settings), redis_url=settings.redis_url, key_prefix=settings.redis_prefix
+        )
+        stack.push_async_callback(quotas.close)
+        bus: ClusterBus | None = None
+        if settings.redis_url:
+            from signaling.cluster import ClusterBus  # the redis extra, only when asked for
+
+            bus = ClusterBus(
+                settings.redis_url,
+                channel=f"{settings.redis_prefix}:calls",
+                key_prefix=settings.redis_prefix,
+            )
+            stack.push_async_callback(bus.close)
         push = create_push(app, settings, stores)
         if push is not None:
+            stack.push_async_callback(push.close)
             app[push_routes.PUSH] = push
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
         await stores.questions.load()
-        service = CallService(
+
+        connections = JoinedConnections()
+        rules = call_rules(settings)
+        machine = CallMachine(
             calls=stores.calls,
+            notifications=stores.notifications,
             presence=stores.presence,
             questions=stores.questions,
-            media=media,
+            connections=connections,
             outbox=SocketOutbox(sio),
             metrics=metrics,
-            rules=call_rules(settings),
+            rules=rules,
+            open_media=create_media(settings),
+            open_timers=functools.partial(
+                CallTimers,
+                stores.calls,
+                sweep_interval_s=settings.sweep_interval_s,
+                takeover_s=settings.takeover_s,
+                observe_lateness=metrics.observe_lateness,
+                announce=None if bus is None else bus.announce,
+                push=push,
+            ),
             claims=bus,
             quotas=quotas,
             push=push,
         )
-        timers = CallTimers(
-            stores.calls,
-            stores.notifications,
-            service,
-            sweep_interval_s=settings.sweep_interval_s,
-            takeover_s=settings.takeover_s,
-            observe_lateness=metrics.observe_lateness,
-            announce=None if bus is None else bus.announce,
-            push=push,
+        # Its clocks stop and its queued writes land after the timers stop.
+        stack.push_async_callback(machine.close)
+        app[MEDIA] = machine.media
+        calls = CallService(
+            calls=stores.calls,
+            notifications=stores.notifications,
+            held=machine.held,
+            timers=machine.timers,
+            finish=machine.finish,
+            rules=rules,
+            quotas=quotas,
         )
-        service.timers = timers
-        app[CALLS] = service
-        sio.register_namespace(CallNamespace(service, authenticate, metrics, quotas))
+        app[CALLS] = calls
+        app[TIMERS] = machine.timers
+        sio.register_namespace(CallNamespace(machine, connections, authenticate, metrics, quotas))
         chat = ChatService(
             rooms=stores.rooms,
             messages=stores.messages,
@@ -348,38 +378,28 @@ async def run_services(
         )
         app[CHAT] = chat
         app[GIFTS] = GiftService(
-            gifts=stores.gifts, calls=service, chat=chat, metrics=metrics, quotas=quotas
+            gifts=stores.gifts, calls=calls, chat=chat, metrics=metrics, quotas=quotas
         )
         sio.register_namespace(ChatNamespace(chat, authenticate, metrics, quotas))
         if bus is not None:
-            await bus.start()
-        await timers.start()
+            await bus.start(machine.changed_elsewhere)
+        await machine.timers.start()
+        stack.push_async_callback(machine.timers.shutdown)
         if settings.dev:
-            await _seed_demo(stores, service)
+            await _seed_demo(stores, calls)
         logger.info(
             "server ready",
             extra={
                 "event": "server.ready",
                 "database": settings.database_url.split("://")[0],
                 "message_store": settings.message_store_url.split("://")[0] or "database",
-                "media": media.name,
+                "media": machine.media.name,
                 "cluster": bus.origin if bus else None,
                 "questions_seeded": seeded,
                 "dev": settings.dev,
             },
         )
         yield
-        await timers.shutdown()
-        await service.close()
-    finally:
-        if push is not None:
-            await push.close()
-        if bus is not None:
-            await bus.close()
-        await media.close()
-        await quotas.close()
-        await stores.close()
-        logger.info("server stopped", extra={"event": "server.stopped"})
 
 
 async def _seed_demo(stores: Stores, service: CallService) -> None:

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-import socketio
 from redis.asyncio import Redis
 
 from persistence.models import CallRecord, CallState, utcnow
@@ -35,14 +34,17 @@ logger = logging.getLogger(__name__)
 ALIVE_TTL_MS = 1500
 _HEARTBEAT_S = 0.5
 _STATES = frozenset(state.value for state in CallState)
+#: Told of another process's change: the call, its state and next deadline.
+ChangeHandler = Callable[[int, CallState, datetime | None], Awaitable[None]]
 #: A clock claim outlives its call's end by this much (then Redis drops it).
 _CLAIM_SLACK_MS = 10_000
 
 
 class ClusterBus:
-    """Publishes call ids that changed; calls ``on_change`` for other processes' ones.
+    """Publishes call ids that changed; once started, calls ``on_change`` for
+    other processes' ones.
 
-    Also the :class:`~signaling.calls.service.ClockClaims` of a cluster: which
+    Also the :class:`~signaling.calls.state.ClockClaims` of a cluster: which
     process runs each call's in-call clock, and whether that process is still
     alive (a heartbeat key), so the others' database timers stay a takeover.
     """
@@ -50,24 +52,26 @@ class ClusterBus:
     def __init__(
         self,
         url: str,
-        on_change: Callable[[int, CallState, datetime | None], Awaitable[None]],
         channel: str,
         key_prefix: str,
     ) -> None:
         self._redis = Redis.from_pool(blocking_pool(url, max_connections=8))
         self._channel = channel
         self._prefix = key_prefix
-        self._on_change = on_change
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._listener: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
+    async def start(self, on_change: ChangeHandler) -> None:
+        """Say this process is alive and listen for the others' changes.
+
+        ``on_change`` is given here, not to the constructor: it is the call
+        side, which is built after the bus (the bus is its clock claims)."""
         await self._beat()
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._channel)
-        self._listener = asyncio.create_task(self._listen(pubsub), name="cluster-bus")
+        self._listener = asyncio.create_task(self._listen(pubsub, on_change), name="cluster-bus")
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster-heartbeat")
 
     def announce(self, call: CallRecord) -> None:
@@ -125,14 +129,14 @@ class ClusterBus:
         except Exception as exc:  # the sweep catches up; a dead Redis shows in health
             logger.warning("publish failed: %s", exc, extra={"event": "cluster.publish_failed"})
 
-    async def _listen(self, pubsub: object) -> None:
+    async def _listen(self, pubsub: object, on_change: ChangeHandler) -> None:
         async for message in pubsub.listen():  # type: ignore[attr-defined]
             origin, call_id, state, stamp = (str(message.get("data", "")).split(" ") + [""] * 4)[:4]
             if origin == self.origin or not call_id.isdigit() or state not in _STATES:
                 continue
             try:
                 deadline = None if stamp == "-" else datetime.fromtimestamp(float(stamp), UTC)
-                await self._on_change(int(call_id), CallState(state), deadline)
+                await on_change(int(call_id), CallState(state), deadline)
             except Exception:
                 logger.exception(
                     "call change %s failed", call_id, extra={"event": "cluster.failed"}
@@ -149,17 +153,7 @@ class ClusterBus:
         await self._redis.aclose()
 
 
-class PooledRedisManager(socketio.AsyncRedisManager):
-    """python-socketio's Redis client manager on a bounded pool that waits.
-
-    Every emit to another process is a PUBLISH; under a burst the stock client
-    opens a connection per concurrent publish and, past redis-py's default
-    limit, fails with "Too many connections" and drops the event.
-    """
-
-    def _redis_connect(self) -> None:
-        # Raw bytes: the manager's messages are pickled.
-        pool = blocking_pool(self.redis_url, decode_responses=False)
-        self.redis = Redis.from_pool(pool)
-        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self.connected = True
+def pooled_client(url: str, options: dict[str, Any]) -> Redis:
+    """The Socket.IO manager's Redis client: raw bytes (its messages are
+    pickled) on a bounded pool that waits (``socketio_fence.PooledRedisManager``)."""
+    return Redis.from_pool(blocking_pool(url, decode_responses=False, **options))

@@ -95,7 +95,6 @@ class Settings:
     push_queue_max: int = 1000
     push_timeout_s: float = 10.0
     push_ca_file: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from persistence.factory import Stores
+from scheduler.service import CallTimers
 from signaling.auth import TokenVerifier
 from signaling.calls.service import CallService
 from signaling.chat.service import ChatService
@@ -19,3 +20,5 @@ STORES = web.AppKey("stores", Stores)
 CALLS = web.AppKey("calls", CallService)
 CHAT = web.AppKey("chat", ChatService)
 GIFTS = web.AppKey("gifts", GiftService)
+#: The call timers, for operators and tests that fire a deadline by hand.
+TIMERS = web.AppKey("timers", CallTimers)

@@ -111,6 +111,7 @@ class OpenViduMedia(MediaBackend):
         url: str,
         secret: str,
         *,
+        events: MediaEvents,
         policy: RetryPolicy | None = None,
         join_budget_s: float = 4.0,
         session_prefix: str = SESSION_PREFIX,
@@ -118,12 +119,9 @@ class OpenViduMedia(MediaBackend):
         self.client = OpenViduClient(url, secret, policy=policy)
         self.join_budget_s = join_budget_s
         self._prefix = session_prefix
-        self._events: MediaEvents | None = None
+        self._events = events
         self._calls: dict[int, _CallMedia] = {}
         self._tasks = BackgroundTasks(logger, "openvidu.task_failed")
-
-    def bind(self, events: MediaEvents) -> None:
-        self._events = events
 
     # -------------------------------------------------------- the contract
 
@@ -278,8 +276,7 @@ class OpenViduMedia(MediaBackend):
                 "reason": event.reason,
             },
         )
-        if self._events is not None:
-            await self._events.media_left(call.call_id, user_id)
+        await self._events.media_left(call.call_id, user_id)
 
     async def _session_destroyed(self, call: _CallMedia, event: SessionDestroyed) -> None:
         stale = (
@@ -310,9 +307,8 @@ class OpenViduMedia(MediaBackend):
                 "reason": event.reason,
             },
         )
-        if self._events is not None:
-            for user_id in gone:
-                await self._events.media_left(call.call_id, user_id)
+        for user_id in gone:
+            await self._events.media_left(call.call_id, user_id)
 
     async def _maybe_connected(
         self, call: _CallMedia, connection: _Connection, event: WebhookEvent
@@ -337,8 +333,7 @@ class OpenViduMedia(MediaBackend):
                 "webhook": event.event,
             },
         )
-        if self._events is not None:
-            await self._events.media_connected(call.call_id, user_id)
+        await self._events.media_connected(call.call_id, user_id)
 
     def _reject(self, call: _CallMedia, event: ParticipantJoined, why: str) -> None:
         connection = call.connections.setdefault(

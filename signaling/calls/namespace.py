@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from signaling.auth import Identity
+from signaling.calls.connections import JoinedConnections
+from signaling.calls.machine import CallMachine
 from signaling.calls.schemas import CallRef, Signal
-from signaling.calls.service import CallService
 from signaling.edge import OK, GuardedNamespace, GuardedServer, user_room
 from signaling.metrics import Metrics
 from signaling.quotas import Quotas
@@ -16,7 +17,7 @@ NAMESPACE = "/call"
 
 
 class SocketOutbox:
-    """The service's :class:`Outbox` over a python-socketio server."""
+    """The call side's :class:`~signaling.calls.state.Outbox` over a python-socketio server."""
 
     def __init__(self, sio: GuardedServer) -> None:
         self._sio = sio
@@ -35,31 +36,33 @@ class SocketOutbox:
 class CallNamespace(GuardedNamespace):
     def __init__(
         self,
-        service: CallService,
+        machine: CallMachine,
+        connections: JoinedConnections,
         authenticate: Callable[[Any], Identity],
         metrics: Metrics,
         quotas: Quotas | None = None,
     ) -> None:
-        self._service = service
-        super().__init__(NAMESPACE, metrics, authenticate, service.users_by_sid, quotas)
+        self._machine = machine
+        # The edge keeps each connection's user in the registry's map.
+        super().__init__(NAMESPACE, metrics, authenticate, connections.users_by_sid, quotas)
 
     async def disconnected(self, sid: str) -> None:
-        await self._service.disconnected(sid)
+        await self._machine.disconnected(sid)
 
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
         ref = CallRef.model_validate(data)
-        return await self._service.join(sid, self._users[sid], ref.call_id)
+        return await self._machine.join(sid, self._users[sid], ref.call_id)
 
     async def on_signal(self, sid: str, data: Any) -> dict[str, Any]:
-        await self._service.relay(sid, Signal.model_validate(data))
+        await self._machine.relay(sid, Signal.model_validate(data))
         return OK
 
     async def on_connected(self, sid: str, data: Any) -> dict[str, Any]:
         ref = CallRef.model_validate(data)
-        await self._service.report_connected(sid, self._users[sid], ref.call_id)
+        await self._machine.report_connected(sid, self._users[sid], ref.call_id)
         return OK
 
     async def on_leave(self, sid: str, data: Any) -> dict[str, Any]:
         ref = CallRef.model_validate(data)
-        await self._service.leave(sid, self._users[sid], ref.call_id)
+        await self._machine.leave(sid, self._users[sid], ref.call_id)
         return OK

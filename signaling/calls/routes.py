@@ -10,7 +10,8 @@ from persistence.models import CallRecord
 from signaling.calls.schemas import ScheduleCall
 from signaling.errors import invalid
 from signaling.http import is_ascii_number, ok, path_id, query_int, read_body, require_user
-from signaling.keys import CALLS, STORES
+from signaling.keys import CALLS
+from signaling.wire import call_wire, notification_wire
 
 routes = web.RouteTableDef()
 
@@ -49,7 +50,7 @@ async def schedule_call(request: web.Request) -> web.Response:
     user_id = require_user(request)
     body = await read_body(request, ScheduleCall)
     call = await request.app[CALLS].schedule(user_id, body.partner_id, body.scheduled_at)
-    return ok(201, call=call.to_wire())
+    return ok(201, call=call_wire(call))
 
 
 @routes.get("/api/calls")
@@ -61,21 +62,21 @@ async def list_calls(request: web.Request) -> web.Response:
     calls = await request.app[CALLS].list_calls(user_id, limit, before)
     # A full page may have more behind it: the cursor of the next one.
     next_before = call_cursor(calls[-1]) if len(calls) == limit else None
-    return ok(calls=[c.to_wire() for c in calls], next_before=next_before)
+    return ok(calls=[call_wire(c) for c in calls], next_before=next_before)
 
 
 @routes.get("/api/calls/{id}")
 async def get_call(request: web.Request) -> web.Response:
     user_id = require_user(request)
     call = await request.app[CALLS].get_call(user_id, path_id(request))
-    return ok(call=call.to_wire())
+    return ok(call=call_wire(call))
 
 
 @routes.delete("/api/calls/{id}")
 async def cancel_call(request: web.Request) -> web.Response:
     user_id = require_user(request)
     call = await request.app[CALLS].cancel(user_id, path_id(request))
-    return ok(call=call.to_wire())
+    return ok(call=call_wire(call))
 
 
 @routes.get("/api/notifications")
@@ -86,6 +87,6 @@ async def list_notifications(request: web.Request) -> web.Response:
         or DEFAULT_NOTIFICATIONS_PAGE
     )
     before_id = query_int(request, "before_id", low=1, high=2**53)
-    items = await request.app[STORES].notifications.list_for_user(user_id, limit, before_id)
+    items = await request.app[CALLS].list_notifications(user_id, limit, before_id)
     next_before_id = items[-1].id if len(items) == limit else None
-    return ok(notifications=[n.to_wire() for n in items], next_before_id=next_before_id)
+    return ok(notifications=[notification_wire(n) for n in items], next_before_id=next_before_id)

@@ -13,6 +13,7 @@ from signaling.chat.service import ChatService
 from signaling.edge import OK, GuardedNamespace, user_room
 from signaling.metrics import Metrics
 from signaling.quotas import Quotas
+from signaling.wire import message_wire
 
 NAMESPACE = "/chat"
 
@@ -52,14 +53,14 @@ class ChatNamespace(GuardedNamespace):
         message = await self._service.send(
             self._users[sid], body.room_id, body.content, body.client_msg_id, sid=sid
         )
-        return {"ok": True, "message": message.to_wire()}
+        return {"ok": True, "message": message_wire(message)}
 
     async def on_sync(self, sid: str, data: Any) -> dict[str, Any]:
         body = SyncRequest.model_validate(data)
         messages, more = await self._service.sync(
             self._users[sid], body.room_id, body.after_seq, MAX_SYNC
         )
-        return {"ok": True, "messages": [m.to_wire() for m in messages], "has_more": more}
+        return {"ok": True, "messages": [message_wire(m) for m in messages], "has_more": more}
 
     async def on_read(self, sid: str, data: Any) -> dict[str, Any]:
         body = ReadRequest.model_validate(data)

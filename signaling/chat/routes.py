@@ -7,6 +7,7 @@ from aiohttp import web
 from signaling.chat.schemas import DEFAULT_PAGE, MAX_PAGE, MarkRead
 from signaling.http import ok, path_id, query_int, read_body, require_user
 from signaling.keys import CHAT
+from signaling.wire import message_wire
 
 routes = web.RouteTableDef()
 
@@ -24,7 +25,7 @@ async def history(request: web.Request) -> web.Response:
     before_seq = query_int(request, "before_seq", low=1, high=2**53)
     limit = query_int(request, "limit", low=1, high=MAX_PAGE) or DEFAULT_PAGE
     messages = await request.app[CHAT].history(user_id, room_id, before_seq, limit)
-    return ok(messages=[m.to_wire() for m in messages])
+    return ok(messages=[message_wire(m) for m in messages])
 
 
 @routes.post("/api/chat/rooms/{id}/read")

@@ -8,10 +8,10 @@ import logging
 from typing import Any, Protocol
 
 from persistence.chat import ChatMessage, ChatRoom, MessageStore, RoomStore
-from persistence.models import iso
 from signaling.errors import forbidden, invalid, not_found
 from signaling.metrics import Metrics
 from signaling.quotas import Quotas
+from signaling.wire import iso, message_wire
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class ChatService:
         if created:
             self._metrics.chat_messages.inc()
             await self._outbox.to_users(
-                (room.partner_of(user_id), user_id), "message", message.to_wire(), sid
+                (room.partner_of(user_id), user_id), "message", message_wire(message), sid
             )
         logger.debug(
             "chat message %s/%s",
@@ -169,7 +169,7 @@ class ChatService:
                 {
                     "id": room.id,
                     "partner_id": room.partner_of(user_id),
-                    "last_message": summary.last_message.to_wire()
+                    "last_message": message_wire(summary.last_message)
                     if summary.last_message
                     else None,
                     "unread_count": summary.unread_count,

@@ -9,6 +9,7 @@ from signaling.errors import invalid
 from signaling.gifts.schemas import SendGift
 from signaling.http import ok, path_id, query_int, read_body, require_user
 from signaling.keys import GIFTS
+from signaling.wire import gift_wire
 
 routes = web.RouteTableDef()
 
@@ -23,7 +24,7 @@ async def send_gift(request: web.Request) -> web.Response:
     gift = await request.app[GIFTS].send(
         user_id, body.receiver_id, GiftKind(body.kind), body.message, body.scheduled_at
     )
-    return ok(201, gift=gift.to_wire())
+    return ok(201, gift=gift_wire(gift))
 
 
 @routes.get("/api/gifts")
@@ -39,18 +40,18 @@ async def list_gifts(request: web.Request) -> web.Response:
     gifts = await request.app[GIFTS].list_gifts(user_id, box, limit, before_id)
     # A full page may have more behind it: the cursor of the next one.
     next_before_id = gifts[-1].id if len(gifts) == limit else None
-    return ok(gifts=[g.to_wire() for g in gifts], next_before_id=next_before_id)
+    return ok(gifts=[gift_wire(g) for g in gifts], next_before_id=next_before_id)
 
 
 @routes.get("/api/gifts/{id}")
 async def get_gift(request: web.Request) -> web.Response:
     user_id = require_user(request)
     gift = await request.app[GIFTS].get(user_id, path_id(request))
-    return ok(gift=gift.to_wire())
+    return ok(gift=gift_wire(gift))
 
 
 @routes.post("/api/gifts/{id}/open")
 async def open_gift(request: web.Request) -> web.Response:
     user_id = require_user(request)
     gift = await request.app[GIFTS].open(user_id, path_id(request))
-    return ok(gift=gift.to_wire())
+    return ok(gift=gift_wire(gift))

@@ -17,6 +17,7 @@ from persistence.gifts import GiftBox, GiftKind, GiftStore
 from persistence.migrate import upgrade
 from persistence.models import CallState, utcnow
 from persistence.sql import SqlCallStore, SqlGiftStore, create_engine
+from signaling.wire import message_wire
 from tests.contract import message_backends
 
 # The fixtures live in message_backends.py (tests/contract/conftest.py is shared).
@@ -43,7 +44,7 @@ async def test_seq_starts_at_one_per_room(message_store: MessageStore) -> None:
     assert second.seq == 2
     assert await message_store.last_seq(ROOM) == 2
     assert first.created_at.tzinfo is not None
-    wire = second.to_wire()
+    wire = message_wire(second)
     assert set(wire) == {"room_id", "seq", "sender_id", "content", "created_at", "client_msg_id"}
     assert wire["created_at"].endswith("Z")
 

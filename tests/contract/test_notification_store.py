@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from persistence.calls import NotificationStore
 from persistence.models import Notification, utcnow
+from signaling.wire import notification_wire
 
 
 async def test_added_notifications_list_newest_first_per_user(
@@ -37,7 +38,7 @@ async def test_a_notification_keeps_its_fields(notifications: NotificationStore)
     assert read.created_at.utcoffset() == timedelta(0)
     assert abs(read.created_at - added.created_at) < timedelta(milliseconds=1)
     assert before - timedelta(milliseconds=1) <= read.created_at <= utcnow()
-    assert read.to_wire()["created_at"].endswith("Z")
+    assert notification_wire(read)["created_at"].endswith("Z")
 
 
 async def test_notifications_are_paged_by_id(notifications: NotificationStore) -> None:

@@ -22,6 +22,7 @@ import pytest
 import socketio
 
 from tests import support
+from tests.contract.mysql_scratch import ScratchDatabase
 from tests.support import CALL_EVENTS, Client, RunningServer, serve_in_process
 
 #: How long to listen before concluding that an event does not come.
@@ -158,6 +159,18 @@ async def open_client(
 
 
 PeerFactory = Callable[[str], Awaitable[TimedClient]]
+
+
+@pytest.fixture
+async def shared_database(mysql_url: str) -> AsyncIterator[str]:
+    """A scratch database on the session's MariaDB for this test, dropped
+    afterwards: what server processes in children share."""
+    scratch = ScratchDatabase(mysql_url)
+    await asyncio.to_thread(scratch.create)
+    try:
+        yield scratch.url
+    finally:
+        await asyncio.to_thread(scratch.drop)
 
 
 @pytest.fixture

@@ -159,10 +159,15 @@ class JanusPeer:
         self.private_id = int(self.joined.get("private_id") or 0)
         return self.joined
 
-    async def publish(self) -> None:
+    def _add_video(self) -> None:
+        """What the publisher sends (a hook, as ``RtcPeer._add_video``: the
+        media bench sends its own video)."""
         for track in (ColourTrack(self.colour), AudioStreamTrack()):
             self._tracks.append(track)
             self.publisher.addTrack(track)
+
+    async def publish(self) -> None:
+        self._add_video()
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         offer = self.publisher.localDescription
         event = await self.session.message(

@@ -27,7 +27,6 @@ from tests.functional.conftest import StdJsonPacket, TimedClient, both_in, now, 
 from tests.functional.test_two_processes import (
     TOLERANCE_S,
     Cluster,
-    shared_database,  # noqa: F401 (a fixture)
     two_servers,
 )
 from tests.haproxy import RunningHAProxy, run_haproxy
@@ -128,7 +127,7 @@ class Balanced:
 @pytest.fixture
 async def balanced(
     tmp_path: Path,
-    shared_database: str,  # noqa: F811
+    shared_database: str,
     redis_url: str,
 ) -> AsyncIterator[Balanced]:
     with two_servers(tmp_path, shared_database, redis_url) as cluster:

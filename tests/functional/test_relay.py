@@ -200,9 +200,8 @@ async def test_close_releases_peer_connections_still_open() -> None:
 
     from tests.functional.relay_peers import ColourTrack, candidate_ports
 
-    media = RelayMedia()
     events = _Events()
-    media.bind(events)
+    media = RelayMedia(events)
     baseline = open_udp_ports()
     client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:

@@ -8,7 +8,7 @@ import contextlib
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,22 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.contract.mysql_scratch import ScratchDatabase
 from tests.functional.chat_support import ChatClient
 from tests.support import SECRET, Client, RunningServer, serve_in_child, server_settings
 
 TOLERANCE_S = 0.6
-
-
-@pytest.fixture
-async def shared_database(mysql_url: str) -> AsyncIterator[str]:
-    """A scratch database on the session's MariaDB for this test, dropped afterwards."""
-    scratch = ScratchDatabase(mysql_url)
-    await asyncio.to_thread(scratch.create)
-    try:
-        yield scratch.url
-    finally:
-        await asyncio.to_thread(scratch.drop)
 
 
 @dataclass

@@ -5,11 +5,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from persistence.factory import Stores, open_stores
-from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
-from signaling.calls.service import CallRules, CallService
-from signaling.metrics import Metrics
-from tests.unit.doubles import Harness, RecordingNotifier, RecordingOutbox
+from signaling.calls.state import CallRules
+from tests.unit.doubles import Harness, RecordingNotifier
 
 QUESTIONS = ("What made you smile today?", "Tea or coffee?")
 #: Short enough to run whole calls in well under a second.
@@ -38,24 +36,10 @@ def notifier() -> RecordingNotifier:
 def timers(stores: Stores, notifier: RecordingNotifier) -> CallTimers:
     """Timers that report to a recording notifier; not started, so only the
     test decides when they fire."""
-    return CallTimers(stores.calls, stores.notifications, notifier, sweep_interval_s=3600)
+    return CallTimers(stores.calls, notifier, sweep_interval_s=3600)
 
 
 @pytest.fixture
 async def harness(stores: Stores) -> AsyncIterator[Harness]:
-    outbox = RecordingOutbox()
-    service = CallService(
-        calls=stores.calls,
-        presence=stores.presence,
-        questions=stores.questions,
-        media=PeerToPeerMedia(),
-        outbox=outbox,
-        metrics=Metrics(),
-        rules=RULES,
-    )
-    timers = CallTimers(stores.calls, stores.notifications, service, sweep_interval_s=3600)
-    service.timers = timers
-    await timers.start()
-    yield Harness(stores, outbox, service, timers, RULES)
-    await timers.shutdown()
-    await service.close()
+    async with Harness.running(stores, RULES) as running:
+        yield running

@@ -1,19 +1,28 @@
 """Recording stand-ins for the ports the services talk through, and a
-harness that drives CallService directly, without sockets."""
+harness that drives the call side (CallMachine, CallService) directly,
+without sockets."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from persistence.factory import Stores
 from persistence.models import CallRecord, utcnow
+from rtc_bridge.base import MediaEvents
+from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
+from signaling.calls.connections import JoinedConnections
+from signaling.calls.machine import CallMachine
 from signaling.calls.schemas import Signal
-from signaling.calls.service import CallRules, CallService
+from signaling.calls.service import CallService
+from signaling.calls.state import CallRules
+from signaling.metrics import Metrics
 
 EVENT_TIMEOUT_S = 5.0
 #: How late a timer may apply its effect (generous: CI machines get busy).
@@ -69,7 +78,7 @@ class _Recorder:
 
 
 class RecordingOutbox(_Recorder):
-    """CallService's Outbox, recording every emit in order."""
+    """The call side's Outbox, recording every emit in order."""
 
     async def to_sid(self, sid: str, event: str, payload: dict[str, Any]) -> None:
         await self.record(sid, event, payload)
@@ -108,13 +117,54 @@ class RecordingNotifier(_Recorder):
 
 @dataclass
 class Harness:
-    """CallService over memory stores, a recording outbox and real timers."""
+    """The call side over memory stores, a recording outbox and real timers:
+    the call machine (the /call events), the REST service and the connection
+    registry, built as the composition root builds them."""
 
     stores: Stores
     outbox: RecordingOutbox
+    connections: JoinedConnections
+    machine: CallMachine
     service: CallService
-    timers: CallTimers
     rules: CallRules
+
+    @property
+    def timers(self) -> CallTimers:
+        return self.machine.timers
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, stores: Stores, rules: CallRules) -> AsyncIterator[Harness]:
+        """A started harness, stopped in reverse on the way out."""
+        calls = stores.calls
+        outbox = RecordingOutbox()
+        connections = JoinedConnections()
+        machine = CallMachine(
+            calls=calls,
+            notifications=stores.notifications,
+            presence=stores.presence,
+            questions=stores.questions,
+            connections=connections,
+            outbox=outbox,
+            metrics=Metrics(),
+            rules=rules,
+            open_media=_peer_to_peer,
+            open_timers=functools.partial(CallTimers, calls, sweep_interval_s=3600),
+        )
+        service = CallService(
+            calls=calls,
+            notifications=stores.notifications,
+            held=machine.held,
+            timers=machine.timers,
+            finish=machine.finish,
+            rules=rules,
+        )
+        await machine.timers.start()
+        try:
+            yield cls(stores, outbox, connections, machine, service, rules)
+        finally:
+            await machine.timers.shutdown()
+            await machine.close()
 
     async def schedule(
         self, caller: str = "alice", callee: str = "bob", in_s: float = 1.0
@@ -123,24 +173,24 @@ class Harness:
 
     async def join(self, sid: str, user_id: str, call_id: int) -> dict[str, Any]:
         """What the namespace does: remember the connection's user, then join."""
-        self.service.users_by_sid[sid] = user_id
-        return await self.service.join(sid, user_id, call_id)
+        self.connections.users_by_sid[sid] = user_id
+        return await self.machine.join(sid, user_id, call_id)
 
     async def signal(self, sid: str, call_id: int, kind: str, **fields: Any) -> None:
-        await self.service.relay(
+        await self.machine.relay(
             sid, Signal.model_validate({"call_id": call_id, "type": kind, **fields})
         )
 
     async def connected(self, sid: str, call_id: int) -> None:
-        await self.service.report_connected(sid, self.service.users_by_sid[sid], call_id)
+        await self.machine.report_connected(sid, self.connections.users_by_sid[sid], call_id)
 
     async def leave(self, sid: str, call_id: int) -> None:
-        await self.service.leave(sid, self.service.users_by_sid[sid], call_id)
+        await self.machine.leave(sid, self.connections.users_by_sid[sid], call_id)
 
     async def disconnect(self, sid: str) -> None:
         """What the namespace does when a socket goes."""
-        self.service.users_by_sid.pop(sid, None)
-        await self.service.disconnected(sid)
+        self.connections.users_by_sid.pop(sid, None)
+        await self.machine.disconnected(sid)
 
     async def call(self, call_id: int) -> CallRecord:
         """The call as REST shows it: as stored once what the service decided
@@ -170,3 +220,20 @@ class Harness:
         await self.countdown(call_id, a, b)
         await self.outbox.wait_for(a, "live")
         return await self.call(call_id)
+
+
+class UnheardMediaEvents:
+    """MediaEvents that nobody listens to (a backend built on its own)."""
+
+    async def send_signal(self, call_id: int, user_id: str, signal: dict[str, Any]) -> None:
+        return None
+
+    async def media_connected(self, call_id: int, user_id: str) -> None:
+        return None
+
+    async def media_left(self, call_id: int, user_id: str) -> None:
+        return None
+
+
+def _peer_to_peer(events: MediaEvents) -> PeerToPeerMedia:
+    return PeerToPeerMedia()

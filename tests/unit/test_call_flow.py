@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from persistence.models import CallRecord, CallState, EndReason, iso
+from persistence.models import CallRecord, CallState, EndReason
+from signaling.wire import iso
 from tests.unit.conftest import QUESTIONS
 from tests.unit.doubles import ON_TIME_S, Harness, assert_on_time
 
@@ -149,11 +150,15 @@ async def test_a_call_scheduled_inside_the_window_is_opened_at_once(harness: Har
     call = await harness.schedule(in_s=5)
     assert call.state is CallState.OPEN
     for user, partner in (("alice", "bob"), ("bob", "alice")):
-        assert harness.outbox.payloads(f"user:{user}", "call_soon") == [
-            {"call_id": call.id, "scheduled_at": iso(call.scheduled_at), "partner_id": partner}
-        ]
-    notes = await harness.stores.notifications.list_for_user("alice")
-    assert [(n.kind, n.call_id) for n in notes] == [("call_soon", call.id)]
+        payload = {
+            "call_id": call.id,
+            "scheduled_at": iso(call.scheduled_at),
+            "partner_id": partner,
+        }
+        assert harness.outbox.payloads(f"user:{user}", "call_soon") == [payload]
+        # The stored notification is the event, from the one payload.
+        notes = await harness.stores.notifications.list_for_user(user)
+        assert [(n.kind, n.call_id, n.payload) for n in notes] == [("call_soon", call.id, payload)]
 
 
 async def test_presence_is_written_only_with_the_change_that_follows_it(

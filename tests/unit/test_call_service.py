@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from persistence.models import CallState, EndReason, iso, utcnow
+from persistence.models import CallState, EndReason, utcnow
 from signaling.errors import ApiError
+from signaling.wire import iso
 from tests.contract.states import create_call, drive_to, ms
 from tests.unit.doubles import Harness
 
@@ -133,7 +134,7 @@ async def test_only_a_joined_participant_can_signal(harness: Harness) -> None:
     other = await harness.schedule("carol", "dave")
     await harness.both_in(call.id)
     await harness.join("c1", "carol", other.id)
-    harness.service.users_by_sid["a2"] = "alice"  # connected, not joined
+    harness.connections.users_by_sid["a2"] = "alice"  # connected, not joined
 
     outcomes = {}
     for sid, call_id in (("c1", call.id), ("a2", call.id), ("a1", call.id + 100)):
@@ -246,7 +247,7 @@ async def test_the_last_user_dropping_reopens_the_call(harness: Harness) -> None
 
 async def test_leaving_a_call_one_has_not_joined_is_a_conflict(harness: Harness) -> None:
     call = await harness.schedule()
-    harness.service.users_by_sid["a1"] = "alice"
+    harness.connections.users_by_sid["a1"] = "alice"
     with pytest.raises(ApiError) as exc:
         await harness.leave("a1", call.id)
     assert error_code(exc) == "conflict"
@@ -255,7 +256,7 @@ async def test_leaving_a_call_one_has_not_joined_is_a_conflict(harness: Harness)
 async def test_connected_only_counts_from_a_joined_connection(harness: Harness) -> None:
     call = await harness.schedule()
     await harness.join("a1", "alice", call.id)
-    harness.service.users_by_sid["b1"] = "bob"
+    harness.connections.users_by_sid["b1"] = "bob"
     with pytest.raises(ApiError) as exc:
         await harness.connected("b1", call.id)
     assert error_code(exc) == "conflict"

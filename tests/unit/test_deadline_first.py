@@ -18,15 +18,12 @@ from persistence.factory import Stores, open_stores
 from persistence.memory import MemoryCallStore
 from persistence.models import CallChanges, CallRecord, CallState, EndReason, Question
 from persistence.questions import CachedQuestionStore, QuestionStore
-from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.instants import InstantTimers
-from scheduler.service import CallTimers
 from scheduler.writeback import WriteBehind
-from signaling.calls.service import CallService, JoinedConnections
-from signaling.metrics import Metrics
+from signaling.calls.connections import Joined, JoinedConnections
 from tests.contract.states import ms
 from tests.unit.conftest import QUESTIONS, RULES
-from tests.unit.doubles import Harness, RecordingOutbox
+from tests.unit.doubles import Harness
 
 #: Far longer than RULES' countdown (0.2 s) and limit (0.4 s).
 WRITE_DELAY_S = 0.8
@@ -63,22 +60,8 @@ async def slow() -> AsyncIterator[tuple[Harness, SlowCallStore]]:
         gifts=stores.gifts,
         messages=stores.messages,
     )
-    outbox = RecordingOutbox()
-    service = CallService(
-        calls=calls,
-        presence=stores.presence,
-        questions=stores.questions,
-        media=PeerToPeerMedia(),
-        outbox=outbox,
-        metrics=Metrics(),
-        rules=RULES,
-    )
-    timers = CallTimers(calls, stores.notifications, service, sweep_interval_s=3600)
-    service.timers = timers
-    await timers.start()
-    yield Harness(stores, outbox, service, timers, RULES), calls
-    await timers.shutdown()
-    await service.close()
+    async with Harness.running(stores, RULES) as harness:
+        yield harness, calls
     await stores.close()
 
 
@@ -302,8 +285,6 @@ async def test_the_question_bank_answers_from_memory() -> None:
 
 
 def test_joined_connections_keep_a_successor_when_the_replaced_one_goes() -> None:
-    from signaling.calls.service import Joined
-
     joined = JoinedConnections()
     joined.add("old", Joined(7, "alice", "bob"))
     joined.add("new", Joined(7, "alice", "bob"))  # alice's second tab took over
@@ -394,7 +375,7 @@ async def test_an_instant_that_fails_hands_the_call_to_the_database_timers(
     await harness.connected("a1", call.id)
     await harness.connected("b1", call.id)
     await harness.outbox.wait_for("a1", "countdown")
-    assert await harness.service.runs_clock(call.id)
+    assert await harness.machine.held.runs_clock(call.id)
     presence = harness.stores.presence
     plain_members = presence.members
 
@@ -407,4 +388,4 @@ async def test_an_instant_that_fails_hands_the_call_to_the_database_timers(
     assert "live" not in harness.outbox.events("a1")
     # The clock let go: the database timers (the sweep) may act on the call now.
     await harness.service.flush(call.id)
-    assert not await harness.service.runs_clock(call.id)
+    assert not await harness.machine.held.runs_clock(call.id)

@@ -9,6 +9,7 @@ from rtc_bridge.janus import EventError, JanusMedia, RoomKeys, parse_events
 from signaling.app import create_media
 from signaling.config import ConfigError, load_settings
 from tests.support import SECRET
+from tests.unit.doubles import UnheardMediaEvents
 
 JANUS = {
     "media": "janus",
@@ -19,7 +20,7 @@ JANUS = {
 
 
 async def test_the_janus_backend_from_settings() -> None:
-    media = create_media(load_settings({}, jwt_secret=SECRET, **JANUS))
+    media = create_media(load_settings({}, jwt_secret=SECRET, **JANUS))(UnheardMediaEvents())
     assert isinstance(media, JanusMedia) and not media.terminates_peers
     assert media.public_url == JANUS["janus_url"]
     await media.close()

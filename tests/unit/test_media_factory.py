@@ -1,4 +1,5 @@
-"""signaling.app.create_media: SIGNALING_MEDIA picks the backend."""
+"""signaling.app.create_media: SIGNALING_MEDIA picks the backend (a factory,
+checked at once, that builds it around its events)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rtc_bridge.relay import RelayMedia
 from signaling.app import create_media
 from signaling.config import ConfigError, load_settings
 from tests.support import SECRET
+from tests.unit.doubles import UnheardMediaEvents
 
 OPENVIDU = {
     "media": "openvidu",
@@ -19,12 +21,14 @@ OPENVIDU = {
 
 
 async def test_each_backend() -> None:
-    assert isinstance(create_media(load_settings({}, jwt_secret=SECRET)), PeerToPeerMedia)
-    relay = create_media(load_settings({}, jwt_secret=SECRET, media="relay"))
+    events = UnheardMediaEvents()
+    p2p = create_media(load_settings({}, jwt_secret=SECRET))(events)
+    assert isinstance(p2p, PeerToPeerMedia)
+    relay = create_media(load_settings({}, jwt_secret=SECRET, media="relay"))(events)
     assert isinstance(relay, RelayMedia) and relay.terminates_peers
     openvidu = create_media(
         load_settings({}, jwt_secret=SECRET, openvidu_webhook_secret="hook", **OPENVIDU)
-    )
+    )(events)
     assert isinstance(openvidu, OpenViduMedia) and not openvidu.terminates_peers
     await openvidu.close()
 

@@ -1,11 +1,11 @@
-"""signaling.calls.service.presence_state: the pre-live state presence means."""
+"""signaling.calls.state.presence_state: the pre-live state presence means."""
 
 from __future__ import annotations
 
 import pytest
 
 from persistence.models import FINAL_STATES, CallChanges, CallState
-from signaling.calls.service import presence_state
+from signaling.calls.state import presence_state
 from tests.unit.records import record
 
 CLEAR = frozenset({"live_at", "ends_at"})

@@ -50,9 +50,6 @@ async def test_firing_twice_opens_the_window_once(
     assert first is not None and first.state is CallState.OPEN
     assert second == first
     assert notifier.count("call_soon") == 1
-    for user, partner in (("alice", "bob"), ("bob", "alice")):
-        notes = await stores.notifications.list_for_user(user)
-        assert [(n.kind, n.payload["partner_id"]) for n in notes] == [("call_soon", partner)]
 
 
 async def test_concurrent_fires_have_one_effect(
@@ -96,7 +93,6 @@ async def test_firing_late_catches_up_every_step_once(
     lateness: list[tuple[str, float]] = []
     timers = CallTimers(
         stores.calls,
-        stores.notifications,
         notifier,
         observe_lateness=lambda kind, seconds: lateness.append((kind, seconds)),
     )
@@ -166,12 +162,12 @@ async def test_after_a_restart_new_timers_rearm_and_end_the_call_on_time(
     call = await live_call(stores, ends_in=0.4)
     await window_call(stores, 3600, 7200)  # unfinished too, but nothing due for an hour
 
-    old = CallTimers(stores.calls, stores.notifications, before_restart, takeover_s=0)
+    old = CallTimers(stores.calls, before_restart, takeover_s=0)
     started.append(old)
     assert await old.start() == 2
     await old.shutdown()  # the process dies before the countdown ends
 
-    new = CallTimers(stores.calls, stores.notifications, after_restart, takeover_s=0)
+    new = CallTimers(stores.calls, after_restart, takeover_s=0)
     started.append(new)
     assert await new.start() == 2
 
@@ -188,7 +184,7 @@ async def test_rearming_after_the_deadline_fires_at_once(
     stores: Stores, notifier: RecordingNotifier, started: list[CallTimers]
 ) -> None:
     call = await live_call(stores, ends_in=-5)
-    timers = CallTimers(stores.calls, stores.notifications, notifier)
+    timers = CallTimers(stores.calls, notifier)
     started.append(timers)
     await timers.start()
     await notifier.wait_for(TO, "call_ended")
@@ -200,7 +196,7 @@ async def test_rearming_after_the_deadline_fires_at_once(
 async def test_a_change_heard_from_another_process_arms_the_takeover_without_a_read(
     stores: Stores, notifier: RecordingNotifier, started: list[CallTimers]
 ) -> None:
-    timers = CallTimers(stores.calls, stores.notifications, notifier, takeover_s=0.1)
+    timers = CallTimers(stores.calls, notifier, takeover_s=0.1)
     started.append(timers)
     await timers.start()
     # Made live by another process after this one started: only the
