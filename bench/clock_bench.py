@@ -91,12 +91,20 @@ def our_env(database: str, args: argparse.Namespace) -> dict[str, str]:
         "SIGNALING_COUNTDOWN_S": str(args.countdown_s),
         "SIGNALING_CALL_LIMIT_S": str(args.limit_s),
         "SIGNALING_LOG_LEVEL": "WARNING",
+        **dict(item.split("=", 1) for item in getattr(args, "server_env", None) or []),
     }
 
 
+def gc_pauses_file(log_file: Path) -> Path:
+    return log_file.with_suffix(".gc.jsonl")
+
+
 def our_server(port: int, env: dict[str, str], log_file: Path) -> Any:
+    """The server's CLI through bench/gc_serve.py, which writes its collector's
+    pauses next to ``log_file`` when it stops."""
     command = [
-        sys.executable, "-m", "signaling", "serve", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, str(BENCH / "gc_serve.py"), str(gc_pauses_file(log_file)),
+        "serve", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     return child(command, port, {**env, "SIGNALING_PORT": str(port)}, log_file)
 
@@ -174,7 +182,6 @@ def setup_cluster(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
             log(f"redis: deleted {n} keys of {prefix}*")
 
 
-@contextlib.contextmanager
 def reference_dir(folder: Path, args: argparse.Namespace) -> Path:
     """The Node reference with its node_modules: --ref-dir if it has them, else a copy
     of bench/reference in ``folder`` with ``npm install`` run there."""
@@ -394,14 +401,37 @@ def run_cell(
         "--max-time", f"{max_time:.0f}", "--schedule-ahead", "60",
     ]  # fmt: skip
     proxy0 = cpu_seconds(target.proxy_pids)
+    started_at = time.time()
     summary = run_loadgen(target, folder, f"r{rate:g}", lg, max_time + 120)
     proxy1 = cpu_seconds(target.proxy_pids)
     summary["rate"] = rate
+    summary["window"] = [round(started_at, 3), round(time.time(), 3)]
     if proxy0 is not None and proxy1 is not None:
         ok = summary.get("calls_ok") or 0
         summary["haproxy_cpu_s"] = round(proxy1 - proxy0, 2)
         summary["haproxy_cpu_ms_per_call"] = round(1e3 * (proxy1 - proxy0) / ok, 2) if ok else None
     return summary
+
+
+def add_gc_pauses(cells: list[dict[str, Any]], files: list[Path]) -> None:
+    """Each cell's full (generation 2) collections, from bench/gc_serve.py's
+    files, by the cell's wall-clock window (every server process together)."""
+    full: list[tuple[float, float]] = []
+    for path in files:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if isinstance(record, list) and record[1] == 2:
+                full.append((record[0], record[2]))
+    for cell in cells:
+        start, end = cell.get("window", (0.0, 0.0))
+        pauses = sorted(ms for at, ms in full if start <= at <= end)
+        cell["gc_full_pauses_ms"] = {
+            "n": len(pauses),
+            "p50": pauses[len(pauses) // 2] if pauses else None,
+            "max": pauses[-1] if pauses else None,
+        }
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -439,7 +469,9 @@ def bench_setup(name: str, folder: Path, args: argparse.Namespace) -> dict[str, 
                     settle(target.server_pids)
                     log(f"== {name}: {rate:g} calls/s")
                     result["cells"].append(run_cell(target, folder, args, cell, rate))
-                return result
+            # The servers have stopped: their collector pauses are written.
+            add_gc_pauses(result["cells"], [gc_pauses_file(path) for path in target.logs])
+            return result
         except _RetryError:
             pass
         except Exception as exc:  # a set-up that does not start is reported, not fatal
@@ -474,6 +506,13 @@ def _d(summary: dict[str, Any], key: str, *ps: str) -> str:
     return " / ".join(_v(dist.get(p)) for p in ps)
 
 
+def _gc(summary: dict[str, Any]) -> str:
+    pauses = summary.get("gc_full_pauses_ms")
+    if not pauses:  # the Node reference
+        return "-"
+    return f"{pauses['n']}, {_v(pauses['p50'])} / {_v(pauses['max'])}"
+
+
 def _failures(summary: dict[str, Any]) -> str:
     failed = summary.get("calls_failed")
     if failed is None:
@@ -487,14 +526,15 @@ def tables(results: list[dict[str, Any]]) -> str:
     head = (
         "| set-up | calls/s | calls ok / started | failures | relay p99 ms"
         " | join→countdown p50 / p99 ms | `live` late p50 / p99 / max ms"
-        " | `ended` late p50 / p99 / max ms | server CPU ms per call | generator CPU % |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        " | `ended` late p50 / p99 / max ms | full GC pauses: n, p50 / max ms"
+        " | server CPU ms per call | generator CPU % |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [head]
     for res in results:
         if "cells" not in res:
             rows.append(f"| {res['label']} | - | - | did not run: {res.get('error', '-')[:200]}"
-                        " | | | | | | |")  # fmt: skip
+                        " | | | | | | | |")  # fmt: skip
             continue
         for s in res["cells"]:
             cpu = _v(s.get("server_cpu_ms_per_call"))
@@ -508,7 +548,7 @@ def tables(results: list[dict[str, Any]]) -> str:
                 f" | {_d(s, 'join_to_countdown_ms', 'p50', 'p99')}"
                 f" | {_d(s, 'live_lateness_ms', 'p50', 'p99', 'max')}"
                 f" | {_d(s, 'ended_lateness_ms', 'p50', 'p99', 'max')}"
-                f" | {cpu} | {gen or '-'} |"
+                f" | {_gc(s)} | {cpu} | {gen or '-'} |"
             )
     mem = [
         "",
@@ -550,7 +590,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-dir", type=Path, help="reuse (or create) the Node reference here")
     ap.add_argument("--workdir", type=Path, help="keep logs and loadgen JSON here")
     ap.add_argument("--json", type=Path, help="write everything here")
+    ap.add_argument(
+        "--server-env",
+        action="append",
+        metavar="SIGNALING_X=VALUE",
+        help="a setting for our server(s), repeatable (e.g. SIGNALING_GC_FREEZE=0)",
+    )
     args = ap.parse_args(argv)
+    if any(not item.startswith("SIGNALING_") or "=" not in item for item in args.server_env or []):
+        ap.error("--server-env takes SIGNALING_NAME=VALUE")
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     bad = [s for s in setups if s not in SETUPS]
     if bad or not setups:

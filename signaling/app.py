@@ -24,7 +24,7 @@ from rtc_bridge.base import MediaEvents
 from rtc_bridge.openvidu import OpenViduMedia
 from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
-from signaling import openapi, ops, questions, web_routes
+from signaling import heap, openapi, ops, questions, web_routes
 from signaling.auth import Identity, TokenVerifier
 from signaling.calls import routes as call_routes
 from signaling.calls.connections import JoinedConnections
@@ -387,6 +387,7 @@ async def run_services(
         stack.push_async_callback(machine.timers.shutdown)
         if settings.dev:
             await _seed_demo(stores, calls)
+        frozen = heap.freeze_startup_heap() if settings.gc_freeze else 0
         logger.info(
             "server ready",
             extra={
@@ -397,6 +398,7 @@ async def run_services(
                 "cluster": bus.origin if bus else None,
                 "questions_seeded": seeded,
                 "dev": settings.dev,
+                "gc_frozen_objects": frozen,
             },
         )
         yield

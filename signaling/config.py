@@ -64,6 +64,9 @@ class Settings:
     log_level: str = "INFO"
     #: permessage-deflate on websockets (off: it costs two zlib contexts per socket)
     ws_deflate: bool = False
+    #: freeze what exists once start-up ends out of the cyclic collector's
+    #: walks (signaling/heap.py): shorter full-collection pauses
+    gc_freeze: bool = True
     #: an Engine.IO connection outside every authenticated namespace this long is closed
     auth_timeout_s: float = 10.0
     #: Engine.IO heartbeat: the server pings every ``ping_interval_s``; a client
@@ -240,6 +243,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         values["dev"] = _bool("DEV", raw)
     if raw := get("WS_DEFLATE"):
         values["ws_deflate"] = _bool("WS_DEFLATE", raw)
+    if raw := get("GC_FREEZE"):
+        values["gc_freeze"] = _bool("GC_FREEZE", raw)
     if raw := get("CORS_ORIGINS"):
         values["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
     if raw := get("MEDIA"):

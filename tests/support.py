@@ -58,6 +58,8 @@ def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "limit_s": 1.5,
         "notify_before_s": 300.0,
         "join_grace_s": 600.0,
+        # In-process servers share the test process's heap: never freeze it.
+        "gc_freeze": False,
     }
     values.update(overrides)
     return load_settings({}, **values)
