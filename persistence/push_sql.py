@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from persistence.models import as_utc
 from persistence.push import (
     MAX_DELIVERY_KEY,
     MAX_ENDPOINT,
@@ -21,7 +20,7 @@ from persistence.push import (
     endpoint_hash,
 )
 from persistence.sql import UserId, metadata
-from persistence.sqltypes import MYSQL_TABLE_OPTIONS, UtcDateTime, naive_utc
+from persistence.sqltypes import MYSQL_TABLE_OPTIONS, UtcDateTime
 
 push_subscriptions_table = sa.Table(
     "push_subscriptions",
@@ -58,7 +57,7 @@ def _subscription(row: sa.Row[tuple[object, ...]]) -> PushSubscription:
         endpoint=str(m["endpoint"]),
         p256dh=str(m["p256dh"]),
         auth=str(m["auth"]),
-        created_at=as_utc(m["created_at"]),
+        created_at=m["created_at"],
     )
 
 
@@ -88,7 +87,7 @@ class SqlPushStore(PushStore):
                             "endpoint_hash": key,
                             "p256dh": p256dh,
                             "auth": auth,
-                            "created_at": created_at.replace(tzinfo=None),
+                            "created_at": created_at,
                         },
                     )
                     ids = (
@@ -130,7 +129,7 @@ class SqlPushStore(PushStore):
         return [_subscription(r) for r in rows]
 
     async def claim_delivery(self, key: str) -> bool:
-        row = {"key": key, "created_at": datetime.now(UTC).replace(tzinfo=None)}
+        row = {"key": key, "created_at": datetime.now(UTC)}
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(push_deliveries_table.insert(), row)
@@ -141,7 +140,5 @@ class SqlPushStore(PushStore):
     async def prune_deliveries(self, before: datetime) -> int:
         t = push_deliveries_table.c
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                push_deliveries_table.delete().where(t.created_at < naive_utc(before))
-            )
+            result = await conn.execute(push_deliveries_table.delete().where(t.created_at < before))
         return int(result.rowcount)

@@ -1,5 +1,6 @@
 """Column types whose meaning must not depend on the database server's defaults,
-and the conversion of instants to and from :data:`UtcDateTime`.
+among them :class:`UtcDateTime`, the one conversion of instants to and from
+the database.
 
 Shared by the table definitions (``persistence.sql.tables``) and the migrations
 (``persistence/migrations/versions``), so a migration written once keeps
@@ -17,21 +18,31 @@ from sqlalchemy.engine import Dialect
 
 from persistence.models import as_utc
 
-#: Naive UTC with microseconds: MySQL's bare DATETIME would round to the second.
-UtcDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """An instant: aware UTC in Python, naive UTC in the database.
 
-def naive_utc(value: datetime | None) -> datetime | None:
-    """A value for a :data:`UtcDateTime` column: naive UTC, since neither
-    SQLite nor MySQL DATETIME keeps a zone."""
-    if value is None:
-        return None
-    return as_utc(value).replace(tzinfo=None)
+    Neither SQLite nor MySQL's DATETIME keeps a zone, so every instant is
+    stored as UTC without one and read back with it: the one place where the
+    stores convert, for every column, bound parameter and comparison of this
+    type. An aware instant in another zone is converted; a naive one is
+    taken as UTC. MySQL gets ``DATETIME(6)``: its bare DATETIME would round
+    to the second.
+    """
 
+    impl = sa.DateTime
+    cache_ok = True
 
-def aware_utc(value: datetime | None) -> datetime | None:
-    """A :data:`UtcDateTime` column's value as the records carry it: aware UTC."""
-    return None if value is None else value.replace(tzinfo=UTC)
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 #: Every table on MySQL/MariaDB: InnoDB (row locks, transactions, foreign

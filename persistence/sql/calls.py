@@ -23,7 +23,6 @@ from persistence.models import (
     as_utc,
 )
 from persistence.sql.tables import calls_table, notifications_table
-from persistence.sqltypes import aware_utc, naive_utc
 
 
 def call_from_row(row: Any) -> CallRecord:
@@ -32,17 +31,17 @@ def call_from_row(row: Any) -> CallRecord:
         id=row.id,
         caller_id=row.caller_id,
         callee_id=row.callee_id,
-        scheduled_at=as_utc(row.scheduled_at),
-        opens_at=as_utc(row.opens_at),
-        closes_at=as_utc(row.closes_at),
+        scheduled_at=row.scheduled_at,
+        opens_at=row.opens_at,
+        closes_at=row.closes_at,
         state=CallState(row.state),
         version=row.version,
-        live_at=aware_utc(row.live_at),
-        ends_at=aware_utc(row.ends_at),
-        started_at=aware_utc(row.started_at),
-        ended_at=aware_utc(row.ended_at),
+        live_at=row.live_at,
+        ends_at=row.ends_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
         end_reason=EndReason(row.end_reason) if row.end_reason else None,
-        created_at=as_utc(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -61,12 +60,12 @@ async def insert_call(
     values = {
         "caller_id": caller_id,
         "callee_id": callee_id,
-        "scheduled_at": naive_utc(scheduled_at),
-        "opens_at": naive_utc(opens_at),
-        "closes_at": naive_utc(closes_at),
+        "scheduled_at": scheduled_at,
+        "opens_at": opens_at,
+        "closes_at": closes_at,
         "state": CallState.SCHEDULED.value,
         "version": 1,
-        "created_at": naive_utc(created_at),
+        "created_at": created_at,
     }
     result = await conn.execute(calls_table.insert(), values)
     # No read-back: the row is exactly these values and the new id.
@@ -191,10 +190,10 @@ class SqlCallStore(CallStore):
             "match_version": call.version,
             "new_state": updated.state.value,
             "new_version": updated.version,
-            "new_live_at": naive_utc(updated.live_at),
-            "new_ends_at": naive_utc(updated.ends_at),
-            "new_started_at": naive_utc(updated.started_at),
-            "new_ended_at": naive_utc(updated.ended_at),
+            "new_live_at": updated.live_at,
+            "new_ends_at": updated.ends_at,
+            "new_started_at": updated.started_at,
+            "new_ended_at": updated.ended_at,
             "new_end_reason": updated.end_reason.value if updated.end_reason else None,
         }
         async with self._engine.begin() as conn:
@@ -210,7 +209,7 @@ class SqlCallStore(CallStore):
 
     async def list_due(self, now: datetime) -> list[CallRecord]:
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_DUE_CALLS, {"now": naive_utc(now)})).all()
+            rows = (await conn.execute(_DUE_CALLS, {"now": now})).all()
         return [call_from_row(r) for r in rows]
 
     async def count_by_state(self) -> dict[CallState, int]:
@@ -242,7 +241,7 @@ class SqlNotificationStore(NotificationStore):
                     "kind": kind,
                     "call_id": call_id,
                     "payload": orjson.dumps(payload).decode(),
-                    "created_at": naive_utc(created_at),
+                    "created_at": created_at,
                 },
             )
         new_id = result.inserted_primary_key[0]  # type: ignore[index]
@@ -252,7 +251,7 @@ class SqlNotificationStore(NotificationStore):
         self, kind: str, call_id: int | None, payloads: Mapping[str, dict[str, Any]]
     ) -> None:
         # One transaction and one executemany for every user (a call's two).
-        created_at = naive_utc(datetime.now(UTC))
+        created_at = datetime.now(UTC)
         rows = [
             {
                 "user_id": user_id,
@@ -277,8 +276,6 @@ class SqlNotificationStore(NotificationStore):
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            Notification(
-                r.id, r.user_id, r.kind, r.call_id, orjson.loads(r.payload), as_utc(r.created_at)
-            )
+            Notification(r.id, r.user_id, r.kind, r.call_id, orjson.loads(r.payload), r.created_at)
             for r in rows
         ]

@@ -19,7 +19,6 @@ from persistence.chat import (
     RoomSummary,
     ordered_pair,
 )
-from persistence.models import as_utc
 from persistence.sql.engine import is_mysql, retry_or_raise
 from persistence.sql.tables import (
     chat_counters_table,
@@ -27,7 +26,6 @@ from persistence.sql.tables import (
     chat_reads_table,
     chat_rooms_table,
 )
-from persistence.sqltypes import naive_utc
 
 #: Attempts at a write that can lose a race on a unique key (counter row,
 #: read marker); each attempt re-reads, so only a storm could exhaust them.
@@ -35,7 +33,7 @@ _RACE_ATTEMPTS = 8
 
 
 def _room_from_row(row: Any) -> ChatRoom:
-    return ChatRoom(row.id, row.user_a, row.user_b, as_utc(row.created_at))
+    return ChatRoom(row.id, row.user_a, row.user_b, row.created_at)
 
 
 def _message_from_row(row: Any) -> ChatMessage:
@@ -45,7 +43,7 @@ def _message_from_row(row: Any) -> ChatMessage:
         sender_id=row.sender_id,
         content=row.content,
         client_msg_id=row.client_msg_id,
-        created_at=as_utc(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -63,7 +61,7 @@ class SqlRoomStore(RoomStore):
                 async with self._engine.begin() as conn:
                     await conn.execute(
                         chat_rooms_table.insert().values(
-                            user_a=user_a, user_b=user_b, created_at=naive_utc(datetime.now(UTC))
+                            user_a=user_a, user_b=user_b, created_at=datetime.now(UTC)
                         )
                     )
             except sa.exc.IntegrityError:
@@ -136,7 +134,7 @@ class SqlMessageStore(MessageStore):
             # missing row would take a gap lock in InnoDB, and two first
             # senders holding one each would deadlock on their INSERTs.
             bump = mysql.insert(chat_counters_table).values(
-                room_id=room_id, last_seq=1, last_at=naive_utc(now)
+                room_id=room_id, last_seq=1, last_at=now
             )
             await conn.execute(
                 bump.on_duplicate_key_update(last_seq=k.last_seq + 1, last_at=bump.inserted.last_at)
@@ -145,13 +143,11 @@ class SqlMessageStore(MessageStore):
             bumped = await conn.execute(
                 chat_counters_table.update()
                 .where(k.room_id == room_id)
-                .values(last_seq=k.last_seq + 1, last_at=naive_utc(now))
+                .values(last_seq=k.last_seq + 1, last_at=now)
             )
             if bumped.rowcount != 1:
                 await conn.execute(
-                    chat_counters_table.insert().values(
-                        room_id=room_id, last_seq=1, last_at=naive_utc(now)
-                    )
+                    chat_counters_table.insert().values(room_id=room_id, last_seq=1, last_at=now)
                 )
                 return 1
         # This transaction's own write: visible to its reads at any isolation level.
@@ -176,7 +172,7 @@ class SqlMessageStore(MessageStore):
                             sender_id=sender_id,
                             client_msg_id=client_msg_id,
                             content=content,
-                            created_at=naive_utc(now),
+                            created_at=now,
                         )
                     )
             except sa.exc.IntegrityError:

@@ -9,10 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from persistence.gifts import Gift, GiftBox, GiftKind, GiftStore
-from persistence.models import CallRecord, as_utc
+from persistence.models import CallRecord
 from persistence.sql.calls import insert_call
 from persistence.sql.tables import gifts_table
-from persistence.sqltypes import aware_utc, naive_utc
 
 
 def _gift_from_row(row: Any) -> Gift:
@@ -22,10 +21,10 @@ def _gift_from_row(row: Any) -> Gift:
         receiver_id=row.receiver_id,
         kind=GiftKind(row.kind),
         message=row.message,
-        created_at=as_utc(row.created_at),
-        scheduled_at=aware_utc(row.scheduled_at),
+        created_at=row.created_at,
+        scheduled_at=row.scheduled_at,
         call_id=row.call_id,
-        opened_at=aware_utc(row.opened_at),
+        opened_at=row.opened_at,
     )
 
 
@@ -48,7 +47,7 @@ class SqlGiftStore(GiftStore):
                     "receiver_id": receiver_id,
                     "kind": GiftKind.GENERAL.value,
                     "message": message,
-                    "created_at": naive_utc(datetime.now(UTC)),
+                    "created_at": datetime.now(UTC),
                 },
             )
 
@@ -80,9 +79,9 @@ class SqlGiftStore(GiftStore):
                     "receiver_id": receiver_id,
                     "kind": GiftKind.SPECIAL.value,
                     "message": message,
-                    "scheduled_at": naive_utc(scheduled_at),
+                    "scheduled_at": scheduled_at,
                     "call_id": call.id,
-                    "created_at": naive_utc(now),
+                    "created_at": now,
                 },
             )
         return gift, call
@@ -113,7 +112,7 @@ class SqlGiftStore(GiftStore):
             await conn.execute(
                 gifts_table.update()
                 .where(g.id == gift_id, g.opened_at.is_(None))
-                .values(opened_at=naive_utc(at))
+                .values(opened_at=at)
             )
             row = (await conn.execute(gifts_table.select().where(g.id == gift_id))).one_or_none()
         return _gift_from_row(row) if row else None

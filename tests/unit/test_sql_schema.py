@@ -11,6 +11,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateTable
 
 from persistence.sql import metadata
+from persistence.sqltypes import UtcDateTime
 
 #: The tables of the call and notification store contracts.
 TABLES = ("calls", "notifications")
@@ -18,8 +19,17 @@ DATETIME_COLUMNS = [
     (name, column.name)
     for name in TABLES
     for column in metadata.tables[name].columns
-    if isinstance(column.type, sa.DateTime)
+    if isinstance(column.type, UtcDateTime | sa.DateTime)
 ]
+
+
+def test_every_instant_is_a_utc_datetime() -> None:
+    # An empty list would turn the test below into a skip.
+    assert len(DATETIME_COLUMNS) >= 7
+    assert all(
+        isinstance(metadata.tables[table].c[column].type, UtcDateTime)
+        for table, column in DATETIME_COLUMNS
+    )
 
 
 @pytest.mark.parametrize(("table", "column"), DATETIME_COLUMNS)
