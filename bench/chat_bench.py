@@ -39,6 +39,7 @@ import aiohttp
 import jwt
 import socketio
 from call_bench import child, free_port
+from loadgen_stats import percentile
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -131,13 +132,6 @@ async def sender(
             sent_at.pop(client_msg_id, None)
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return math.nan
-    index = min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values)) - 1)
-    return sorted_values[max(index, 0)]
-
-
 async def run_bench(url: str, secret: str, args: argparse.Namespace) -> dict[str, Any]:
     run = f"r{int(time.time())}"
     t0 = time.perf_counter()
@@ -208,8 +202,8 @@ async def run_bench(url: str, secret: str, args: argparse.Namespace) -> dict[str
         "rooms_fully_stored": f"{stored_ok}/{len(rooms)}",
         "seconds": round(elapsed, 2),
         "msg_per_s": round(stats.received / elapsed, 1),
-        "p50_ms": round(percentile(lat, 50) * 1000, 1),
-        "p99_ms": round(percentile(lat, 99) * 1000, 1),
+        "p50_ms": round((percentile(lat, 50) or math.nan) * 1000, 1),
+        "p99_ms": round((percentile(lat, 99) or math.nan) * 1000, 1),
         "max_ms": round(lat[-1] * 1000, 1) if lat else math.nan,
     }
 

@@ -50,7 +50,7 @@ from typing import Any
 
 from call_bench import SECRET, child, free_port
 from haproxy import run_haproxy
-from loadgen_stats import cpu_seconds, rss_bytes
+from loadgen_stats import cpu_seconds, percentile, rss_bytes
 from throwaway import mariadb_database, redis_server
 
 BENCH = Path(__file__).resolve().parent
@@ -416,10 +416,11 @@ def run_cell(
 def add_gc_pauses(cells: list[dict[str, Any]], files: list[Path]) -> None:
     """Each cell's full (generation 2) collections, from bench/gc_serve.py's
     files, by the cell's wall-clock window (every server process together)."""
+    files = [path for path in files if path.is_file()]
+    if not files:  # not our server (the Node reference)
+        return
     full: list[tuple[float, float]] = []
     for path in files:
-        if not path.is_file():
-            continue
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if isinstance(record, list) and record[1] == 2:
@@ -429,7 +430,7 @@ def add_gc_pauses(cells: list[dict[str, Any]], files: list[Path]) -> None:
         pauses = sorted(ms for at, ms in full if start <= at <= end)
         cell["gc_full_pauses_ms"] = {
             "n": len(pauses),
-            "p50": pauses[len(pauses) // 2] if pauses else None,
+            "p50": percentile(pauses, 50),
             "max": pauses[-1] if pauses else None,
         }
 

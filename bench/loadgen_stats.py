@@ -7,24 +7,29 @@ from __future__ import annotations
 import array
 import datetime as dt
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-def percentile(sorted_values: Sequence[float], p: float) -> float | None:
-    if not sorted_values:
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The ``p``-th percentile (0 < p < 100, to a tenth) of ``values``, sorted
+    or not: ``statistics.quantiles``' inclusive method, linear between the two
+    closest ranks, as numpy's default. None when there are none."""
+    if not values:
         return None
-    k = math.ceil(p / 100 * len(sorted_values)) - 1  # nearest rank
-    return sorted_values[max(0, min(len(sorted_values) - 1, k))]
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(p * 10) - 1]
 
 
-def distribution(sorted_ms: Sequence[float], *ps: float) -> dict[str, Any]:
-    """``{n, p<p>..., max}`` of already sorted values (milliseconds)."""
-    out: dict[str, Any] = {"n": len(sorted_ms)}
+def distribution(values_ms: Sequence[float], *ps: float) -> dict[str, Any]:
+    """``{n, p<p>..., max}`` of values in milliseconds."""
+    out: dict[str, Any] = {"n": len(values_ms)}
     for p in ps:
-        out[f"p{p:g}"] = _round(percentile(sorted_ms, p))
-    out["max"] = _round(sorted_ms[-1] if sorted_ms else None)
+        out[f"p{p:g}"] = _round(percentile(values_ms, p))
+    out["max"] = _round(max(values_ms) if values_ms else None)
     return out
 
 

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ import aiohttp
 import socketio
 from call_bench import SECRET, free_port
 from clock_bench import our_env, our_server
+from loadgen_stats import percentile
 
 from signaling.auth import mint_token
 
@@ -124,11 +124,6 @@ async def rejoin_all(url: str, pairs: list[tuple[User, User]]) -> list[User]:
     return users
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50)
@@ -177,8 +172,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if lateness:
         result["ended_late_ms"] = {
-            "p50": round(statistics.median(lateness), 1),
-            "p99": round(percentile(lateness, 0.99), 1),
+            "p50": round(percentile(lateness, 50) or 0.0, 1),
+            "p99": round(percentile(lateness, 99) or 0.0, 1),
             "max": round(max(lateness), 1),
             "min": round(min(lateness), 1),
         }
