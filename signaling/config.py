@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-import orjson
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BeforeValidator,
+    Field,
+    Json,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "SIGNALING_"
 #: The shortest JWT secret accepted outside dev mode (F11).
 MIN_SECRET_BYTES = 32
 MEDIA_BACKENDS = ("p2p", "relay", "openvidu", "janus")
+_VAPID_KEY = re.compile(r"[A-Za-z0-9_-]{43}=?", re.ASCII)
 
 
 class ConfigError(ValueError):
@@ -103,160 +114,186 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
+_DEFAULTS = Settings()
+
+# The variables' types: pydantic casts and bounds them (a bad value is a
+# ValidationError, turned into a ConfigError by load_settings).
+#: Text, surrounding spaces dropped.
+_Text = Annotated[str, StringConstraints(strip_whitespace=True)]
+#: Seconds: finite and not negative (what must be positive, _validated says).
+_Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: A quota or rate limit (docs/configuration.md, Quotas and rate limits); 0 turns it off.
+_Quota = Annotated[int, Field(ge=0, le=1_000_000)]
+_ByteBudget = Annotated[int, Field(ge=0, le=2**40)]
+
+
+def _flag(raw: object) -> object:
+    """Only these words, whatever their case: pydantic's own bool also takes
+    ``t``, ``y``, ``f`` and ``n``, and no empty value."""
+    if not isinstance(raw, str):
+        return raw
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
         return True
-    if value in ("0", "false", "no", "off", ""):
+    if word in ("0", "false", "no", "off", ""):
         return False
-    raise ConfigError(f"{PREFIX}{name} must be a boolean, got {raw!r}")
+    raise PydanticCustomError("boolean", "Input should be 1, true, yes, on, 0, false, no or off")
 
 
-def _number(name: str, raw: str, *, minimum: float = 0.0) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{PREFIX}{name} must be a finite number, got {raw!r}")
-    if value < minimum:
-        raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {raw!r}")
-    return value
+def _comma_list(raw: object) -> object:
+    """``a, b,,c`` is ``a``, ``b`` and ``c``."""
+    if not isinstance(raw, str):
+        return raw
+    return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def _integer(name: str, raw: str, *, minimum: int, maximum: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{PREFIX}{name} must be from {minimum} to {maximum}, got {raw!r}")
-    return value
+def _ice_server(server: dict[str, Any]) -> dict[str, Any]:
+    if "urls" not in server:
+        raise PydanticCustomError("ice_server", "Input should be an object with 'urls'")
+    return server
 
 
-def _ice_servers(raw: str) -> tuple[dict[str, Any], ...]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ConfigError(f"{PREFIX}ICE_SERVERS must be a JSON list, got {raw!r}") from None
-    if not isinstance(value, list) or not all(
-        isinstance(item, dict) and "urls" in item for item in value
-    ):
-        raise ConfigError(f"{PREFIX}ICE_SERVERS must be a JSON list of objects with 'urls'")
-    return tuple(value)
+_Flag = Annotated[bool, BeforeValidator(_flag)]
+_CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+#: User ids, as long as the database keeps them.
+_IdList = Annotated[
+    frozenset[Annotated[str, StringConstraints(max_length=64)]], BeforeValidator(_comma_list)
+]
+#: A JSON list of RTCIceServer objects, kept as they are for the join ack.
+_IceServers = Json[tuple[Annotated[dict[str, Any], AfterValidator(_ice_server)], ...]]
 
 
-def _id_list(name: str, raw: str) -> frozenset[str]:
-    ids = [part.strip() for part in raw.split(",")]
-    ids = [i for i in ids if i]
-    too_long = [i for i in ids if len(i) > 64]
-    if too_long:
-        raise ConfigError(f"{PREFIX}{name}: user ids are at most 64 characters: {too_long[0]!r}")
-    return frozenset(ids)
+def _variable_name(attribute: str) -> str:
+    return PREFIX + attribute.upper()
 
 
-#: The quota settings (docs/configuration.md, Quotas and rate limits).
-QUOTA_SETTINGS = {
-    "CALLS_OPEN_MAX": "calls_open_max",
-    "CALLS_PER_DAY": "calls_per_day",
-    "GIFTS_PER_MINUTE": "gifts_per_minute",
-    "SIGNALS_PER_S": "signals_per_s",
-    "CHAT_PER_S": "chat_per_s",
-    "CONNECTIONS_PER_USER": "connections_per_user",
-}
+class _Environment(BaseSettings):
+    """The environment side of ``Settings``: one field per variable, named as
+    the ``Settings`` attribute it sets, its variable name the validation alias
+    (``SIGNALING_`` and the attribute in capitals, unless given). The prefix is
+    in the aliases, not ``env_prefix``: pydantic-settings leaves aliases
+    unprefixed."""
+
+    model_config = SettingsConfigDict(
+        alias_generator=AliasGenerator(validation_alias=_variable_name),
+        # An empty variable means the default, as if unset.
+        env_ignore_empty=True,
+        # The defaults are Settings' own, already typed (a Json field's default is no JSON text).
+        validate_default=False,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what load_settings hands in (read by _EnvironSource from the
+        # mapping it was given): never os.environ, an .env file or secrets
+        # behind its back.
+        return (init_settings,)
+
+    host: _Text = _DEFAULTS.host
+    port: Annotated[int, Field(ge=0, le=65535)] = _DEFAULTS.port
+    jwt_secret: _Text = _DEFAULTS.jwt_secret
+    dev: _Flag = _DEFAULTS.dev
+    cors_origins: _CommaList = _DEFAULTS.cors_origins
+    database_url: _Text = _DEFAULTS.database_url
+    message_store_url: _Text = _DEFAULTS.message_store_url
+    redis_url: _Text = _DEFAULTS.redis_url
+    redis_prefix: _Text = _DEFAULTS.redis_prefix
+    media: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)] = _DEFAULTS.media
+    openvidu_url: _Text = _DEFAULTS.openvidu_url
+    openvidu_secret: _Text = _DEFAULTS.openvidu_secret
+    openvidu_webhook_secret: _Text = _DEFAULTS.openvidu_webhook_secret
+    janus_url: _Text = _DEFAULTS.janus_url
+    janus_public_url: _Text = _DEFAULTS.janus_public_url
+    janus_admin_key: _Text = _DEFAULTS.janus_admin_key
+    janus_event_secret: _Text = _DEFAULTS.janus_event_secret
+    ice_servers: _IceServers = _DEFAULTS.ice_servers
+    turn_secret: _Text = _DEFAULTS.turn_secret
+    countdown_s: _Seconds = _DEFAULTS.countdown_s
+    limit_s: _Seconds = Field(_DEFAULTS.limit_s, validation_alias=PREFIX + "CALL_LIMIT_S")
+    notify_before_s: _Seconds = _DEFAULTS.notify_before_s
+    join_grace_s: _Seconds = _DEFAULTS.join_grace_s
+    sweep_interval_s: _Seconds = _DEFAULTS.sweep_interval_s
+    takeover_s: _Seconds = _DEFAULTS.takeover_s
+    signal_queue_max: Annotated[int, Field(ge=1, le=10_000)] = _DEFAULTS.signal_queue_max
+    held_bytes_max: _ByteBudget = _DEFAULTS.held_bytes_max
+    log_level: _Text = _DEFAULTS.log_level
+    ws_deflate: _Flag = _DEFAULTS.ws_deflate
+    gc_freeze: _Flag = _DEFAULTS.gc_freeze
+    auth_timeout_s: _Seconds = _DEFAULTS.auth_timeout_s
+    ping_interval_s: _Seconds = _DEFAULTS.ping_interval_s
+    ping_timeout_s: _Seconds = _DEFAULTS.ping_timeout_s
+    calls_open_max: _Quota = _DEFAULTS.calls_open_max
+    calls_per_day: _Quota = _DEFAULTS.calls_per_day
+    gifts_per_minute: _Quota = _DEFAULTS.gifts_per_minute
+    signals_per_s: _Quota = _DEFAULTS.signals_per_s
+    chat_per_s: _Quota = _DEFAULTS.chat_per_s
+    connections_per_user: _Quota = _DEFAULTS.connections_per_user
+    send_budget: _ByteBudget = _DEFAULTS.send_budget
+    metrics_token: _Text = _DEFAULTS.metrics_token
+    admin_ids: _IdList = _DEFAULTS.admin_ids
+    vapid_private_key: _Text = _DEFAULTS.vapid_private_key
+    vapid_subject: _Text = _DEFAULTS.vapid_subject
+    push_subscriptions_max: Annotated[int, Field(ge=1, le=100)] = _DEFAULTS.push_subscriptions_max
+    push_workers: Annotated[int, Field(ge=1, le=256)] = _DEFAULTS.push_workers
+    push_queue_max: Annotated[int, Field(ge=1, le=1_000_000)] = _DEFAULTS.push_queue_max
+    push_timeout_s: _Seconds = _DEFAULTS.push_timeout_s
+    push_ca_file: _Text = _DEFAULTS.push_ca_file
 
 
-#: The push service's integer settings and their largest values.
-PUSH_LIMITS = (
-    ("PUSH_SUBSCRIPTIONS_MAX", "push_subscriptions_max", 100),
-    ("PUSH_WORKERS", "push_workers", 256),
-    ("PUSH_QUEUE_MAX", "push_queue_max", 1_000_000),
-)
-_VAPID_KEY = re.compile(r"[A-Za-z0-9_-]{43}=?", re.ASCII)
+class _EnvironSource(PydanticBaseSettingsSource):
+    """The variables of ``_Environment`` in the mapping ``load_settings`` was
+    given, each asked for by its exact name (case-sensitive; a mapping that
+    cannot be listed, as tests/unit/test_docker_files.py uses, still answers)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = field.validation_alias
+        assert isinstance(name, str), field_name  # the alias generator's or the field's own
+        return self.environ.get(name), name, False
+
+    def __call__(self) -> dict[str, Any]:
+        ignore_empty = self.config.get("env_ignore_empty", False)
+        found: dict[str, Any] = {}
+        for field_name, info in self.settings_cls.model_fields.items():
+            value, name, _ = self.get_field_value(info, field_name)
+            if value is not None and not (ignore_empty and value == ""):
+                found[name] = value
+        return found
+
+
+def _config_error(error: ValidationError) -> ConfigError:
+    """One message naming each offending variable (an item of a list one by
+    its index) and the value pydantic refused."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        name, *inside = problem["loc"]
+        where = "".join(f"[{index}]" for index in inside)
+        problems.append(f"{name}{where}: {problem['msg']}, got {problem['input']!r}")
+    return ConfigError("; ".join(problems))
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``); ``overrides``
     (CLI flags) win over the environment."""
     env = os.environ if environ is None else environ
-
-    def get(name: str) -> str | None:
-        return env.get(PREFIX + name)
-
-    values: dict[str, Any] = {}
-    text_settings = {
-        "HOST": "host",
-        "DATABASE_URL": "database_url",
-        "MESSAGE_STORE_URL": "message_store_url",
-        "REDIS_URL": "redis_url",
-        "REDIS_PREFIX": "redis_prefix",
-        "OPENVIDU_URL": "openvidu_url",
-        "OPENVIDU_SECRET": "openvidu_secret",
-        "OPENVIDU_WEBHOOK_SECRET": "openvidu_webhook_secret",
-        "JANUS_URL": "janus_url",
-        "JANUS_PUBLIC_URL": "janus_public_url",
-        "JANUS_ADMIN_KEY": "janus_admin_key",
-        "JANUS_EVENT_SECRET": "janus_event_secret",
-        "TURN_SECRET": "turn_secret",
-        "JWT_SECRET": "jwt_secret",
-        "METRICS_TOKEN": "metrics_token",
-        "LOG_LEVEL": "log_level",
-        "VAPID_PRIVATE_KEY": "vapid_private_key",
-        "VAPID_SUBJECT": "vapid_subject",
-        "PUSH_CA_FILE": "push_ca_file",
-    }
-    for var, attr in text_settings.items():
-        raw = get(var)
-        if raw:
-            values[attr] = raw.strip()
-    number_settings = {
-        "COUNTDOWN_S": "countdown_s",
-        "CALL_LIMIT_S": "limit_s",
-        "NOTIFY_BEFORE_S": "notify_before_s",
-        "JOIN_GRACE_S": "join_grace_s",
-        "SWEEP_INTERVAL_S": "sweep_interval_s",
-        "AUTH_TIMEOUT_S": "auth_timeout_s",
-        "PING_INTERVAL_S": "ping_interval_s",
-        "PING_TIMEOUT_S": "ping_timeout_s",
-        "TAKEOVER_S": "takeover_s",
-        "PUSH_TIMEOUT_S": "push_timeout_s",
-    }
-    for var, attr in number_settings.items():
-        raw = get(var)
-        if raw:
-            values[attr] = _number(var, raw)
-    if raw := get("PORT"):
-        values["port"] = _integer("PORT", raw, minimum=0, maximum=65535)
-    if raw := get("SIGNAL_QUEUE_MAX"):
-        values["signal_queue_max"] = _integer("SIGNAL_QUEUE_MAX", raw, minimum=1, maximum=10_000)
-    for var, attr in QUOTA_SETTINGS.items():
-        if raw := get(var):
-            values[attr] = _integer(var, raw, minimum=0, maximum=1_000_000)
-    for var, attr, most in PUSH_LIMITS:
-        if raw := get(var):
-            values[attr] = _integer(var, raw, minimum=1, maximum=most)
-    if raw := get("HELD_BYTES_MAX"):
-        values["held_bytes_max"] = _integer("HELD_BYTES_MAX", raw, minimum=0, maximum=2**40)
-    if raw := get("SEND_BUDGET"):
-        values["send_budget"] = _integer("SEND_BUDGET", raw, minimum=0, maximum=2**40)
-    if raw := get("DEV"):
-        values["dev"] = _bool("DEV", raw)
-    if raw := get("WS_DEFLATE"):
-        values["ws_deflate"] = _bool("WS_DEFLATE", raw)
-    if raw := get("GC_FREEZE"):
-        values["gc_freeze"] = _bool("GC_FREEZE", raw)
-    if raw := get("CORS_ORIGINS"):
-        values["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
-    if raw := get("MEDIA"):
-        values["media"] = raw.strip().lower()
-    if raw := get("ADMIN_IDS"):
-        values["admin_ids"] = _id_list("ADMIN_IDS", raw)
-    if raw := get("ICE_SERVERS"):
-        values["ice_servers"] = _ice_servers(raw)
-
+    variables = _EnvironSource(_Environment, env)()
+    try:
+        parsed = _Environment.model_validate(variables)
+    except ValidationError as error:
+        raise _config_error(error) from None
+    values = dict(parsed)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    settings = Settings(**values)
-    return _validated(settings)
+    return _validated(Settings(**values))
 
 
 def _validated(settings: Settings) -> Settings:
