@@ -19,7 +19,7 @@ from persistence.push import (
     PushSubscription,
     endpoint_hash,
 )
-from persistence.sql import UserId, metadata
+from persistence.sql import LostRaceError, UserId, metadata, transaction_attempts
 from persistence.sqltypes import MYSQL_TABLE_OPTIONS, UtcDateTime
 
 push_subscriptions_table = sa.Table(
@@ -68,42 +68,41 @@ class SqlPushStore(PushStore):
     async def add(
         self, user_id: str, endpoint: str, p256dh: str, auth: str, *, keep: int
     ) -> PushSubscription:
+        # Two posts of one endpoint at once: the loser's insert hits the
+        # unique key and its second attempt replaces the winner's row.
+        attempts = transaction_attempts("push_subscription.add", attempts=2, user_id=user_id)
+        return await attempts(self._replace, user_id, endpoint, p256dh, auth, keep)
+
+    async def _replace(
+        self, user_id: str, endpoint: str, p256dh: str, auth: str, keep: int
+    ) -> PushSubscription:
         t = push_subscriptions_table.c
         created_at = datetime.now(UTC)
         key = endpoint_hash(endpoint)
-        # Two posts of one endpoint at once: the loser's insert hits the
-        # unique key and its second attempt replaces the winner's row.
-        for attempt in range(2):
-            try:
-                async with self._engine.begin() as conn:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(push_subscriptions_table.delete().where(t.endpoint_hash == key))
+                result = await conn.execute(
+                    push_subscriptions_table.insert(),
+                    {
+                        "user_id": user_id,
+                        "endpoint": endpoint,
+                        "endpoint_hash": key,
+                        "p256dh": p256dh,
+                        "auth": auth,
+                        "created_at": created_at,
+                    },
+                )
+                ids = (
                     await conn.execute(
-                        push_subscriptions_table.delete().where(t.endpoint_hash == key)
+                        sa.select(t.id).where(t.user_id == user_id).order_by(t.id.desc())
                     )
-                    result = await conn.execute(
-                        push_subscriptions_table.insert(),
-                        {
-                            "user_id": user_id,
-                            "endpoint": endpoint,
-                            "endpoint_hash": key,
-                            "p256dh": p256dh,
-                            "auth": auth,
-                            "created_at": created_at,
-                        },
-                    )
-                    ids = (
-                        await conn.execute(
-                            sa.select(t.id).where(t.user_id == user_id).order_by(t.id.desc())
-                        )
-                    ).scalars()
-                    evicted = list(ids)[keep:]
-                    if evicted:
-                        await conn.execute(
-                            push_subscriptions_table.delete().where(t.id.in_(evicted))
-                        )
-                break
-            except sa.exc.IntegrityError:
-                if attempt:
-                    raise
+                ).scalars()
+                evicted = list(ids)[keep:]
+                if evicted:
+                    await conn.execute(push_subscriptions_table.delete().where(t.id.in_(evicted)))
+        except sa.exc.IntegrityError as exc:
+            raise LostRaceError(f"push subscription of {user_id!r}: its endpoint") from exc
         new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return PushSubscription(new_id, user_id, endpoint, p256dh, auth, created_at)
 

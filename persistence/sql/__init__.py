@@ -14,11 +14,12 @@ the migrations depend on the tables, never the other way round.
 from persistence.sql.calls import SqlCallStore, SqlNotificationStore, insert_call
 from persistence.sql.chat import SqlMessageStore, SqlRoomStore
 from persistence.sql.engine import (
+    LostRaceError,
     create_engine,
     is_mysql,
     is_retryable,
     logger,
-    retry_or_raise,
+    transaction_attempts,
 )
 from persistence.sql.gifts import SqlGiftStore
 from persistence.sql.questions import SqlQuestionStore
@@ -36,6 +37,7 @@ from persistence.sql.tables import (
 )
 
 __all__ = [
+    "LostRaceError",
     "SqlCallStore",
     "SqlGiftStore",
     "SqlMessageStore",
@@ -57,5 +59,5 @@ __all__ = [
     "metadata",
     "notifications_table",
     "questions_table",
-    "retry_or_raise",
+    "transaction_attempts",
 ]

@@ -19,17 +19,13 @@ from persistence.chat import (
     RoomSummary,
     ordered_pair,
 )
-from persistence.sql.engine import is_mysql, retry_or_raise
+from persistence.sql.engine import LostRaceError, is_mysql, transaction_attempts
 from persistence.sql.tables import (
     chat_counters_table,
     chat_messages_table,
     chat_reads_table,
     chat_rooms_table,
 )
-
-#: Attempts at a write that can lose a race on a unique key (counter row,
-#: read marker); each attempt re-reads, so only a storm could exhaust them.
-_RACE_ATTEMPTS = 8
 
 
 def _room_from_row(row: Any) -> ChatRoom:
@@ -52,32 +48,30 @@ class SqlRoomStore(RoomStore):
         self._engine = engine
 
     async def get_or_create(self, user1: str, user2: str) -> tuple[ChatRoom, bool]:
+        existing = await self.find(user1, user2)
+        if existing is not None:
+            return existing, False
         user_a, user_b = ordered_pair(user1, user2)
-        for _ in range(_RACE_ATTEMPTS):
-            existing = await self.find(user1, user2)
-            if existing is not None:
-                return existing, False
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(
-                        chat_rooms_table.insert().values(
-                            user_a=user_a, user_b=user_b, created_at=datetime.now(UTC)
-                        )
+        attempts = transaction_attempts("chat_room.create", user_a=user_a, user_b=user_b)
+        return await attempts(self._create, user_a, user_b)
+
+    async def _create(self, user_a: str, user_b: str) -> tuple[ChatRoom, bool]:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    chat_rooms_table.insert().values(
+                        user_a=user_a, user_b=user_b, created_at=datetime.now(UTC)
                     )
-            except sa.exc.IntegrityError:
-                # The other user's insert won: theirs is the room. find() reads
-                # on a connection of its own, in a fresh transaction, so even
-                # under REPEATABLE READ it sees the winner's committed row.
-                room = await self.find(user1, user2)
-                assert room is not None, "unique pair violated but no room found"
-                return room, False
-            except sa.exc.DBAPIError as exc:
-                retry_or_raise(exc, "chat_room.create", user_a=user_a, user_b=user_b)
-                continue
-            room = await self.find(user1, user2)
-            assert room is not None
-            return room, True
-        raise RuntimeError(f"room of {user_a!r} and {user_b!r}: too many concurrent writers")
+                )
+            created = True
+        except sa.exc.IntegrityError:
+            # The other user's insert won: theirs is the room. find() reads on
+            # a connection of its own, in a fresh transaction, so even under
+            # REPEATABLE READ it sees the winner's committed row.
+            created = False
+        room = await self.find(user_a, user_b)
+        assert room is not None, "the pair's room was inserted but is not found"
+        return room, created
 
     async def get(self, room_id: int) -> ChatRoom | None:
         query = chat_rooms_table.select().where(chat_rooms_table.c.id == room_id)
@@ -160,35 +154,34 @@ class SqlMessageStore(MessageStore):
         existing = await self._find(room_id, sender_id, client_msg_id)
         if existing is not None:
             return existing, False
-        for _ in range(_RACE_ATTEMPTS):
-            try:
-                async with self._write_lock, self._engine.begin() as conn:
-                    now = datetime.now(UTC)
-                    seq = await self._next_seq(conn, room_id, now)
-                    await conn.execute(
-                        chat_messages_table.insert().values(
-                            room_id=room_id,
-                            seq=seq,
-                            sender_id=sender_id,
-                            client_msg_id=client_msg_id,
-                            content=content,
-                            created_at=now,
-                        )
+        attempts = transaction_attempts("chat_message.append", room_id=room_id)
+        return await attempts(self._append, room_id, sender_id, content, client_msg_id)
+
+    async def _append(
+        self, room_id: int, sender_id: str, content: str, client_msg_id: str
+    ) -> tuple[ChatMessage, bool]:
+        try:
+            async with self._write_lock, self._engine.begin() as conn:
+                now = datetime.now(UTC)
+                seq = await self._next_seq(conn, room_id, now)
+                await conn.execute(
+                    chat_messages_table.insert().values(
+                        room_id=room_id,
+                        seq=seq,
+                        sender_id=sender_id,
+                        client_msg_id=client_msg_id,
+                        content=content,
+                        created_at=now,
                     )
-            except sa.exc.IntegrityError:
-                # Either a concurrent retry of this very message won (return
-                # it) or another sender created the counter row first (retry).
-                existing = await self._find(room_id, sender_id, client_msg_id)
-                if existing is not None:
-                    return existing, False
-                continue
-            except sa.exc.DBAPIError as exc:
-                # InnoDB rolled it back (a deadlock): the seq was not used.
-                retry_or_raise(exc, "chat_message.append", room_id=room_id)
-                continue
-            message = ChatMessage(room_id, seq, sender_id, content, client_msg_id, now)
-            return message, True
-        raise RuntimeError(f"room {room_id}: too many concurrent writers")
+                )
+        except sa.exc.IntegrityError:
+            # Either a concurrent retry of this very message won (return it)
+            # or another sender created the counter row first (again).
+            existing = await self._find(room_id, sender_id, client_msg_id)
+            if existing is not None:
+                return existing, False
+            raise LostRaceError(f"room {room_id}: its first counter row") from None
+        return ChatMessage(room_id, seq, sender_id, content, client_msg_id, now), True
 
     async def after(self, room_id: int, after_seq: int, limit: int) -> list[ChatMessage]:
         m = chat_messages_table.c
@@ -224,45 +217,41 @@ class SqlMessageStore(MessageStore):
         # ``last_seq`` only grows, so clamping to a value read just before is
         # still safe; the write transaction then starts with its write.
         target = min(seq, await self.last_seq(room_id))
+        attempts = transaction_attempts("chat_read.mark", room_id=room_id)
+        return int(await attempts(self._mark_read, room_id, user_id, target))
+
+    async def _mark_read(self, room_id: int, user_id: str, target: int) -> int:
         r = chat_reads_table.c
         where = (r.room_id == room_id, r.user_id == user_id)
-        for _ in range(_RACE_ATTEMPTS):
-            try:
-                async with self._write_lock, self._engine.begin() as conn:
-                    if is_mysql(conn):
-                        # Insert-or-raise in one statement (no gap lock taken
-                        # by an UPDATE of a missing marker, see _next_seq).
-                        upsert = mysql.insert(chat_reads_table).values(
+        try:
+            async with self._write_lock, self._engine.begin() as conn:
+                if is_mysql(conn):
+                    # Insert-or-raise in one statement (no gap lock taken by
+                    # an UPDATE of a missing marker, see _next_seq).
+                    upsert = mysql.insert(chat_reads_table).values(
+                        room_id=room_id, user_id=user_id, seq=target
+                    )
+                    await conn.execute(
+                        upsert.on_duplicate_key_update(
+                            seq=sa.func.greatest(r.seq, upsert.inserted.seq)
+                        )
+                    )
+                else:
+                    await conn.execute(
+                        chat_reads_table.update().where(*where, r.seq < target).values(seq=target)
+                    )
+                marker = (await conn.execute(sa.select(r.seq).where(*where))).scalar_one_or_none()
+                if marker is None:
+                    await conn.execute(
+                        chat_reads_table.insert().values(
                             room_id=room_id, user_id=user_id, seq=target
                         )
-                        await conn.execute(
-                            upsert.on_duplicate_key_update(
-                                seq=sa.func.greatest(r.seq, upsert.inserted.seq)
-                            )
-                        )
-                    else:
-                        await conn.execute(
-                            chat_reads_table.update()
-                            .where(*where, r.seq < target)
-                            .values(seq=target)
-                        )
-                    marker = (
-                        await conn.execute(sa.select(r.seq).where(*where))
-                    ).scalar_one_or_none()
-                    if marker is None:
-                        await conn.execute(
-                            chat_reads_table.insert().values(
-                                room_id=room_id, user_id=user_id, seq=target
-                            )
-                        )
-                        marker = target
-            except sa.exc.IntegrityError:
-                continue  # the first marker was inserted meanwhile: update it
-            except sa.exc.DBAPIError as exc:
-                retry_or_raise(exc, "chat_read.mark", room_id=room_id)
-                continue
-            return int(marker)
-        raise RuntimeError(f"room {room_id}: too many concurrent read markers")
+                    )
+                    marker = target
+        except sa.exc.IntegrityError:
+            # The first marker was inserted meanwhile: the next attempt updates it.
+            raise LostRaceError(f"room {room_id}: the read marker of {user_id!r}") from None
+        return int(marker)
 
     async def summaries(self, user_id: str, room_ids: list[int]) -> dict[int, RoomSummary]:
         if not room_ids:

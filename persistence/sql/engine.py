@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from persistence.sql.aiosqlite_fence import use_one_trip_cursors
 
@@ -84,18 +85,37 @@ def is_retryable(exc: sa.exc.DBAPIError) -> bool:
     return bool(args) and args[0] in _MYSQL_RETRYABLE
 
 
-def retry_or_raise(exc: sa.exc.DBAPIError, operation: str, **ids: Any) -> None:
-    """Re-raise ``exc`` unless the transaction may be run again; log the retry."""
-    if not is_retryable(exc):
-        raise exc
-    logger.info(
-        "%s retried after MySQL error %s",
-        operation,
-        exc.orig.args[0] if exc.orig is not None else None,
-        extra={
-            "event": "db.retry",
-            "operation": operation,
-            "code": exc.orig.args[0] if exc.orig is not None else None,
-            **ids,
-        },
+class LostRaceError(Exception):
+    """A concurrent writer took a unique key this transaction needed first:
+    running the transaction again will find the winner's row."""
+
+
+def _worth_another_attempt(exc: BaseException) -> bool:
+    if isinstance(exc, LostRaceError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and is_retryable(exc)
+
+
+def transaction_attempts(operation: str, attempts: int = 8, **ids: Any) -> AsyncRetrying:
+    """The attempts of one write transaction: ``await
+    transaction_attempts(...)(transaction, *args)`` runs it again, at once,
+    after a :class:`LostRaceError` or a MySQL error after which InnoDB rolled
+    it back (each logged as ``db.retry``); after ``attempts`` the last error
+    is raised."""
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        code = getattr(getattr(exc, "orig", None), "args", (None,))[0]
+        logger.info(
+            "%s retried after %s",
+            operation,
+            f"MySQL error {code}" if code is not None else "a lost race",
+            extra={"event": "db.retry", "operation": operation, "code": code, **ids},
+        )
+
+    return AsyncRetrying(
+        retry=retry_if_exception(_worth_another_attempt),
+        stop=stop_after_attempt(attempts),
+        before_sleep=log_retry,
+        reraise=True,
     )
