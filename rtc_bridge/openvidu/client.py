@@ -7,7 +7,6 @@ a bounded number of times with exponential backoff; a 4xx never is.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from rtc_bridge.errors import MediaUnavailableError
 
@@ -46,6 +46,11 @@ class OpenViduRejectedError(OpenViduError):
 
 class SessionNotFoundError(OpenViduRejectedError):
     """The session does not exist (any more)."""
+
+
+class _NoAnswerError(Exception):
+    """One attempt without a usable answer (timeout, connection error, 5xx):
+    worth another; its message says which."""
 
 
 # ------------------------------------------------------------------ REST
@@ -123,43 +128,57 @@ class OpenViduClient:
         """One call with retries; returns the status and JSON body of the first
         answer below 500, or raises :class:`OpenViduUnavailableError`."""
         policy = self.policy
-        url = self._base + path
-        failure = "not tried"
-        for attempt in range(policy.attempts):
-            if attempt:
-                await asyncio.sleep(policy.delay(attempt - 1))
-            try:
-                async with self._session().request(
-                    method, url, json=body, timeout=aiohttp.ClientTimeout(total=policy.timeout_s)
-                ) as response:
-                    status, payload = response.status, await _body(response)
-            except TimeoutError:
-                failure = f"no answer within {policy.timeout_s} s"
-            except aiohttp.ClientError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-            else:
-                if status < 500:
-                    return status, payload
-                failure = f"HTTP {status}"
+
+        def log_failure(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome is not None else None
             logger.warning(
                 "OpenVidu %s %s failed (%s), attempt %d of %d",
                 method,
                 path,
                 failure,
-                attempt + 1,
+                state.attempt_number,
                 policy.attempts,
                 extra={
                     "event": "openvidu.request_failed",
                     "method": method,
                     "path": path,
-                    "failure": failure,
-                    "attempt": attempt + 1,
+                    "failure": str(failure),
+                    "attempt": state.attempt_number,
                     "attempts": policy.attempts,
                 },
             )
-        raise OpenViduUnavailableError(
-            f"OpenVidu does not answer ({method} {path}: {failure}, {policy.attempts} attempts)"
+
+        attempts = AsyncRetrying(
+            retry=retry_if_exception_type(_NoAnswerError),
+            stop=stop_after_attempt(policy.attempts),
+            wait=lambda state: policy.delay(state.attempt_number - 1),
+            after=log_failure,
+            reraise=True,
         )
+        try:
+            result: tuple[int, Any] = await attempts(self._attempt, method, path, body)
+        except _NoAnswerError as failure:
+            raise OpenViduUnavailableError(
+                f"OpenVidu does not answer ({method} {path}: {failure}, {policy.attempts} attempts)"
+            ) from None
+        return result
+
+    async def _attempt(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, Any]:
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s)
+        try:
+            async with self._session().request(
+                method, self._base + path, json=body, timeout=timeout
+            ) as response:
+                status, payload = response.status, await _body(response)
+        except TimeoutError:
+            raise _NoAnswerError(f"no answer within {self.policy.timeout_s} s") from None
+        except aiohttp.ClientError as exc:
+            raise _NoAnswerError(f"{type(exc).__name__}: {exc}") from None
+        if status >= 500:
+            raise _NoAnswerError(f"HTTP {status}")
+        return status, payload
 
     async def create_session(self, custom_id: str) -> SessionInfo | None:
         """Create the session; ``None`` when it already exists (409)."""
