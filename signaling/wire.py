@@ -11,6 +11,7 @@ from persistence.chat import ChatMessage
 from persistence.gifts import Gift
 from persistence.models import CallRecord, Notification, Question, as_utc
 from persistence.push import PushSubscription
+from signaling.calls.schemas import Signal
 
 
 def iso(value: datetime | None) -> str | None:
@@ -41,6 +42,18 @@ def call_soon_wire(call: CallRecord, user_id: str) -> dict[str, Any]:
         "scheduled_at": iso(call.scheduled_at),
         "partner_id": call.partner_of(user_id),
     }
+
+
+def signal_wire(signal: Signal, from_user_id: str) -> dict[str, Any]:
+    """The ``signal`` event the partner gets: what the sender sent, validated,
+    and who sent it."""
+    message: dict[str, Any] = {"call_id": signal.call_id, "from": from_user_id, "type": signal.type}
+    if signal.sdp is not None:
+        message["sdp"] = signal.sdp
+    if signal.candidate is not None:
+        # The fields the browser sent, no others: RTCIceCandidate's JSON as is.
+        message["candidate"] = signal.candidate.model_dump(exclude_unset=True)
+    return message
 
 
 def notification_wire(notification: Notification) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from signaling.calls.state import (
 from signaling.errors import ApiError, conflict, forbidden, invalid, not_found
 from signaling.metrics import Metrics
 from signaling.quotas import Quotas
-from signaling.wire import call_wire, iso, question_wire
+from signaling.wire import call_wire, iso, question_wire, signal_wire
 
 logger = logging.getLogger(__name__)
 
@@ -226,15 +226,7 @@ class CallMachine:
             raise await self._not_joined_error(sid, signal.call_id)
         if self._quotas is not None:
             self._quotas.check_signal(sid)
-        message: dict[str, Any] = {
-            "call_id": signal.call_id,
-            "from": joined.user_id,
-            "type": signal.type,
-        }
-        if signal.sdp is not None:
-            message["sdp"] = signal.sdp
-        if signal.candidate is not None:
-            message["candidate"] = signal.candidate.model_dump(exclude_unset=True)
+        message = signal_wire(signal, joined.user_id)
         if self.media.terminates_peers:
             try:
                 await self.media.on_signal(signal.call_id, joined.user_id, message)
