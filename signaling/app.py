@@ -48,6 +48,7 @@ from signaling.metrics import Metrics
 from signaling.push import routes as push_routes
 from signaling.push.dispatcher import PushDispatcher
 from signaling.push.sender import WebPushSender
+from signaling.push.subscriptions import PushSubscriptions
 from signaling.push.vapid import VapidKeys
 from signaling.quotas import QuotaRules, Quotas
 from signaling.socketio_fence import PooledRedisManager
@@ -308,6 +309,9 @@ async def run_services(
         )
         stack.push_async_callback(stores.close)
         app[STORES] = stores
+        app[push_routes.SUBSCRIPTIONS] = PushSubscriptions(
+            store=stores.push, keep=settings.push_subscriptions_max
+        )
         quotas = Quotas(
             quota_rules(settings), redis_url=settings.redis_url, key_prefix=settings.redis_prefix
         )
@@ -328,6 +332,9 @@ async def run_services(
             app[push_routes.PUSH] = push
         seeded = await stores.questions.seed(questions.BUILT_IN_QUESTIONS)
         await stores.questions.load()
+        app[questions.QUESTION_BANK] = questions.QuestionBank(
+            questions=stores.questions, admin_ids=settings.admin_ids
+        )
 
         connections = JoinedConnections()
         rules = call_rules(settings)

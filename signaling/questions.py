@@ -1,18 +1,21 @@
-"""The icebreaker question bank: built-in questions, the random route and
-the admins' route that adds questions."""
+"""The icebreaker question bank: built-in questions, ``QuestionBank`` (a
+random question, the admins' additions), the random route and the admins'
+route that adds questions."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Annotated
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from persistence.models import Question
+from persistence.questions import QuestionStore
 from signaling.calls.schemas import Trimmed
 from signaling.errors import ApiError, forbidden
 from signaling.http import ok, read_body, require_user
-from signaling.keys import SETTINGS, STORES
 from signaling.wire import question_wire
 
 logger = logging.getLogger(__name__)
@@ -44,15 +47,46 @@ BUILT_IN_QUESTIONS = (
     "What is one thing that is always in your bag?",
 )
 
+
+class QuestionBank:
+    """The bank's use cases: a question drawn at random for anyone, new
+    questions from admins only."""
+
+    def __init__(self, *, questions: QuestionStore, admin_ids: Iterable[str]) -> None:
+        self._questions = questions
+        self._admin_ids = frozenset(admin_ids)
+
+    async def random(self) -> Question:
+        question = await self._questions.random()
+        if question is None:
+            raise ApiError("not_found", "the question bank is empty")
+        return question
+
+    def check_admin(self, user_id: str) -> None:
+        if user_id not in self._admin_ids:
+            raise forbidden("only admins add questions")
+
+    async def add(self, user_id: str, text: str) -> Question:
+        self.check_admin(user_id)
+        question = await self._questions.add(text)
+        logger.info(
+            "question %s added",
+            question.id,
+            extra={"event": "question.added", "question_id": question.id, "admin_id": user_id},
+        )
+        return question
+
+
+#: The question bank (while the app runs).
+QUESTION_BANK = web.AppKey("question_bank", QuestionBank)
+
 routes = web.RouteTableDef()
 
 
 @routes.get("/api/questions/random")
 async def random_question(request: web.Request) -> web.Response:
     require_user(request)
-    question = await request.app[STORES].questions.random()
-    if question is None:
-        raise ApiError("not_found", "the question bank is empty")
+    question = await request.app[QUESTION_BANK].random()
     return ok(question=question_wire(question))
 
 
@@ -65,13 +99,8 @@ class NewQuestion(BaseModel):
 @routes.post("/api/questions")
 async def add_question(request: web.Request) -> web.Response:
     user_id = require_user(request)
-    if user_id not in request.app[SETTINGS].admin_ids:
-        raise forbidden("only admins add questions")
+    bank = request.app[QUESTION_BANK]
+    bank.check_admin(user_id)  # before the body: a non-admin gets 403 whatever they sent
     body = await read_body(request, NewQuestion)
-    question = await request.app[STORES].questions.add(body.text)
-    logger.info(
-        "question %s added",
-        question.id,
-        extra={"event": "question.added", "question_id": question.id, "admin_id": user_id},
-    )
+    question = await bank.add(user_id, body.text)
     return ok(201, question=question_wire(question))

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from signaling.errors import ApiError
 from signaling.http import ok, read_body, require_user
-from signaling.keys import SETTINGS, STORES
 from signaling.push.dispatcher import PushDispatcher
 from signaling.push.schemas import Subscribe, Unsubscribe
+from signaling.push.subscriptions import PushSubscriptions
 from signaling.push.vapid import VapidKeys
 from signaling.wire import subscription_wire
 
@@ -18,6 +18,9 @@ routes = web.RouteTableDef()
 VAPID = web.AppKey("vapid", VapidKeys)
 #: The push queue (while the app runs, when push is on).
 PUSH = web.AppKey("push", PushDispatcher)
+#: The users' subscriptions (while the app runs, push on or off: unsubscribing
+#: works either way).
+SUBSCRIPTIONS = web.AppKey("push_subscriptions", PushSubscriptions)
 
 
 def _keys(request: web.Request) -> VapidKeys:
@@ -37,12 +40,8 @@ async def subscribe(request: web.Request) -> web.Response:
     user_id = require_user(request)
     _keys(request)
     body = await read_body(request, Subscribe)
-    subscription = await request.app[STORES].push.add(
-        user_id,
-        body.endpoint,
-        body.keys.p256dh,
-        body.keys.auth,
-        keep=request.app[SETTINGS].push_subscriptions_max,
+    subscription = await request.app[SUBSCRIPTIONS].subscribe(
+        user_id, body.endpoint, body.keys.p256dh, body.keys.auth
     )
     return ok(201, subscription=subscription_wire(subscription))
 
@@ -51,6 +50,5 @@ async def subscribe(request: web.Request) -> web.Response:
 async def unsubscribe(request: web.Request) -> web.Response:
     user_id = require_user(request)
     body = await read_body(request, Unsubscribe)
-    if not await request.app[STORES].push.remove(user_id, body.endpoint):
-        raise ApiError("not_found", "no such subscription")
+    await request.app[SUBSCRIPTIONS].unsubscribe(user_id, body.endpoint)
     return ok()
