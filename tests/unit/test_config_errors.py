@@ -6,12 +6,10 @@ naming the variable and the value it held.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-
 import pytest
 
 from signaling.config import ConfigError, Settings, load_settings
-from tests.support import SECRET
+from tests.support import SECRET, variables_load_settings_reads
 
 BASE = {"SIGNALING_JWT_SECRET": SECRET}
 
@@ -31,29 +29,6 @@ INTEGERS = [
     ("PUSH_WORKERS", 1, 256),
     ("PUSH_QUEUE_MAX", 1, 1_000_000),
 ]
-
-
-class RecordingEnviron(Mapping[str, str]):
-    """An empty environment that notes every variable asked for."""
-
-    def __init__(self) -> None:
-        self.asked: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-def every_variable() -> set[str]:
-    environ = RecordingEnviron()
-    load_settings(environ, dev=True)
-    return environ.asked
 
 
 @pytest.mark.parametrize(("name", "least", "most"), INTEGERS)
@@ -129,15 +104,15 @@ def test_a_given_mapping_is_the_only_environment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_every_variable_is_asked_for_by_name() -> None:
-    names = every_variable()
+    names = variables_load_settings_reads()
     assert {"SIGNALING_CALL_LIMIT_S", "SIGNALING_ICE_SERVERS", "SIGNALING_ADMIN_IDS"} <= names
     assert "SIGNALING_LIMIT_S" not in names
     assert "SIGNALING_JWT_SECRET_GENERATED" not in names  # not a variable
     assert len(names) == 49, sorted(names)
 
 
-def test_an_empty_value_is_the_default_for_every_variable() -> None:
-    env = {name: "" for name in every_variable()}
+def test_an_empty_value_is_the_default_for_variables_load_settings_reads() -> None:
+    env = {name: "" for name in variables_load_settings_reads()}
     assert load_settings({**env, **BASE}) == Settings(jwt_secret=SECRET)
 
 

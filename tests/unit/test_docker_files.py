@@ -20,7 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from aiohttp import web
 
 from signaling.config import PREFIX, load_settings
 from tests import haproxy
-from tests.support import free_port
+from tests.support import free_port, variables_load_settings_reads
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -79,30 +79,9 @@ def env_example() -> list[tuple[str, str, str]]:
     return entries
 
 
-class RecordingEnviron(Mapping[str, str]):
-    """An empty environment that notes every variable asked for."""
-
-    def __init__(self) -> None:
-        self.asked: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.asked.add(key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
 def variables_the_server_reads() -> set[str]:
-    environ = RecordingEnviron()
-    load_settings(environ, dev=True)
-    # Also names read only on some path: every literal get("NAME") in config.py.
-    source = (REPO / "signaling" / "config.py").read_text()
-    literal = {PREFIX + name for name in re.findall(r'\bget\("([A-Z][A-Z0-9_]*)"\)', source)}
-    names = environ.asked | literal
+    # load_settings asks for every variable by name, on every path.
+    names = variables_load_settings_reads()
     assert all(name.startswith(PREFIX) for name in names), names
     assert len(names) >= 20, names  # the recording really saw load_settings' reads
     return names
