@@ -355,13 +355,20 @@ async def held_signals(
 async def tokenless_flood(
     session: aiohttp.ClientSession, url: str, waits: Waits, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """F6: websockets without a token, held until the server closes them."""
+    """F6: websockets without a token, held until the server closes them
+    (those over SIGNALING_PENDING_PER_ADDRESS are refused with 429 at once)."""
     gate = asyncio.Semaphore(100)
     lived: list[float] = []
+    refused: list[int] = []
 
     async def one(index: int) -> None:
         async with gate:
-            raw = await Raw.open(session, url)
+            try:
+                async with waits.timed():
+                    raw = await Raw.open(session, url)
+            except aiohttp.WSServerHandshakeError as refusal:
+                refused.append(refusal.status)
+                return
             opened = time.monotonic()
         try:
             if index % 2:
@@ -375,18 +382,25 @@ async def tokenless_flood(
             await raw.ws.close()
 
     await asyncio.gather(*(one(i) for i in range(args.flood)))
-    return {"sockets": args.flood, "closed_by_server_after_s": round(max(lived), 1)}
+    return {
+        "sockets": args.flood,
+        "held": len(lived),
+        "refused": {str(status): refused.count(status) for status in sorted(set(refused))},
+        "closed_by_server_after_s": round(max(lived), 1) if lived else None,
+    }
 
 
 async def connections_per_user(
     session: aiohttp.ClientSession, url: str, waits: Waits, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """One user, 100 /call connections: the quota admits some, refuses the rest."""
+    """One user, 100 /call connections, each showing its token as it opens
+    (as a client does): the quota admits some, refuses the rest."""
     token = make_token(SECRET, "crowd")
-    conns = [await Raw.open(session, url) for _ in range(100)]
+    conns: list[Raw] = []
     answers: list[str] = []
     try:
-        for raw in conns:
+        for _ in range(100):
+            conns.append(raw := await Raw.open(session, url))
             async with waits.timed():
                 answer = await raw.connect("/call", token) or ""
             answers.append("accepted" if answer.startswith("40/call,") else "refused")

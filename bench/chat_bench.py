@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import jwt
 import socketio
-from call_bench import child, free_port
+from call_bench import ONE_ADDRESS_ENV, child, free_port
 from loadgen_stats import percentile
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -241,6 +241,7 @@ def main() -> int:
             "SIGNALING_PORT": str(port),
             "SIGNALING_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'bench.sqlite3'}",
             "SIGNALING_LOG_LEVEL": "WARNING",
+            **ONE_ADDRESS_ENV,
         }
         if args.backend == "mongo":
             mongo_port = free_port()

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from call_bench import SECRET, child, free_port
+from call_bench import ONE_ADDRESS_ENV, SECRET, child, free_port
 from haproxy import run_haproxy
 from loadgen_stats import cpu_seconds, percentile, rss_bytes
 from throwaway import mariadb_database, redis_server
@@ -91,6 +91,7 @@ def our_env(database: str, args: argparse.Namespace) -> dict[str, str]:
         "SIGNALING_COUNTDOWN_S": str(args.countdown_s),
         "SIGNALING_CALL_LIMIT_S": str(args.limit_s),
         "SIGNALING_LOG_LEVEL": "WARNING",
+        **ONE_ADDRESS_ENV,
         **dict(item.split("=", 1) for item in getattr(args, "server_env", None) or []),
     }
 

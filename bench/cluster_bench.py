@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from call_bench import SECRET, child, free_port, loadgen, pick
+from call_bench import ONE_ADDRESS_ENV, SECRET, child, free_port, loadgen, pick
 from throwaway import mariadb_database, redis_server
 
 
@@ -41,6 +41,7 @@ def servers(
             "SIGNALING_COUNTDOWN_S": str(countdown_s),
             "SIGNALING_CALL_LIMIT_S": str(limit_s),
             "SIGNALING_LOG_LEVEL": "WARNING",
+            **ONE_ADDRESS_ENV,
         }
         if count > 1:
             env["SIGNALING_REDIS_URL"] = stack.enter_context(redis_server(folder / "redis"))

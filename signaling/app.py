@@ -25,6 +25,7 @@ from rtc_bridge.openvidu import OpenViduMedia
 from rtc_bridge.p2p import PeerToPeerMedia
 from scheduler.service import CallTimers
 from signaling import heap, openapi, ops, questions, web_routes
+from signaling.admission import ClientAddresses
 from signaling.auth import Identity, TokenVerifier
 from signaling.calls import routes as call_routes
 from signaling.calls.connections import JoinedConnections
@@ -98,6 +99,8 @@ def create_sio(settings: Settings) -> GuardedServer:
         # Other namespaces, "/" too: unauthorized without a valid token, not_found with one.
         authenticate=socket_authenticator(TokenVerifier(settings.jwt_secret)),
         auth_timeout_s=settings.auth_timeout_s,
+        pending_per_address=settings.pending_per_address,
+        client_addresses=ClientAddresses(settings.trusted_proxies),
         ws_deflate=settings.ws_deflate,
         send_budget=settings.send_budget,
         async_mode="aiohttp",

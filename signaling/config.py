@@ -8,6 +8,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any
 
 from pydantic import (
@@ -15,6 +16,7 @@ from pydantic import (
     AliasGenerator,
     BeforeValidator,
     Field,
+    IPvAnyNetwork,
     Json,
     StringConstraints,
     ValidationError,
@@ -80,6 +82,10 @@ class Settings:
     gc_freeze: bool = True
     #: an Engine.IO connection outside every authenticated namespace this long is closed
     auth_timeout_s: float = 10.0
+    #: connections one client address may hold outside every namespace (F6); 0: no bound
+    pending_per_address: int = 100
+    #: proxies (addresses or networks) whose X-Forwarded-For names the client
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     #: Engine.IO heartbeat: the server pings every ``ping_interval_s``; a client
     #: that has not answered within ``ping_timeout_s`` more is closed
     ping_interval_s: float = 25.0
@@ -92,7 +98,7 @@ class Settings:
     chat_per_s: int = 200
     connections_per_user: int = 20
     #: characters of packets waiting for one connection before it is closed (F3)
-    send_budget: int = 2 * 1024 * 1024
+    send_budget: int = 1024 * 1024
     #: with a value, /metrics needs ``Authorization: Bearer <metrics_token>``
     metrics_token: str = field(default="", repr=False)
     #: users who may add questions to the icebreaker bank
@@ -154,6 +160,8 @@ def _ice_server(server: dict[str, Any]) -> dict[str, Any]:
 
 
 _Flag = Annotated[bool, BeforeValidator(_flag)]
+#: Addresses or networks (``10.0.0.0/8``), comma-separated.
+_Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_comma_list)]
 _CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 #: User ids, as long as the database keeps them.
 _IdList = Annotated[
@@ -227,6 +235,8 @@ class _Environment(BaseSettings):
     ws_deflate: _Flag = _DEFAULTS.ws_deflate
     gc_freeze: _Flag = _DEFAULTS.gc_freeze
     auth_timeout_s: _Seconds = _DEFAULTS.auth_timeout_s
+    pending_per_address: _Quota = _DEFAULTS.pending_per_address
+    trusted_proxies: _Networks = _DEFAULTS.trusted_proxies
     ping_interval_s: _Seconds = _DEFAULTS.ping_interval_s
     ping_timeout_s: _Seconds = _DEFAULTS.ping_timeout_s
     calls_open_max: _Quota = _DEFAULTS.calls_open_max

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from engineio.payload import Payload
 from pydantic import ValidationError
 from socketio import packet
 
+from signaling.admission import ClientAddresses, PendingConnections
 from signaling.auth import Identity
 from signaling.engineio_fence import (
     POLLING_BODY,
@@ -54,6 +56,9 @@ class GuardedServer(FencedServer):
       (``unauthorized``) without a valid one, and as ``not_found`` with one.
     - An Engine.IO connection that is not in an authenticated namespace within
       ``auth_timeout_s`` of opening (or of leaving its last one) is closed.
+      One client address (``client_addresses``) may hold at most
+      ``pending_per_address`` such connections; a new one over that gets 429
+      ``rate_limited`` before any Engine.IO session exists.
     - Packets: no binary events or attachments (nothing is buffered), reserved
       event names are refused, and a packet that is not Socket.IO closes its
       connection; each of these gets an ``invalid`` ack when it carries an ack
@@ -72,6 +77,8 @@ class GuardedServer(FencedServer):
         *,
         authenticate: Callable[[Any], Identity] | None = None,
         auth_timeout_s: float = 10.0,
+        pending_per_address: int = 0,
+        client_addresses: ClientAddresses | None = None,
         ws_deflate: bool = False,
         send_budget: int = 0,
         **kwargs: Any,
@@ -80,6 +87,8 @@ class GuardedServer(FencedServer):
         super().__init__(namespaces="*", **kwargs)
         install(self.eio, deflate=ws_deflate, send_budget=send_budget, on_overflow=self._overflowed)
         self.auth_timeout_s = auth_timeout_s
+        self.pending = PendingConnections(pending_per_address)
+        self.client_addresses = client_addresses or ClientAddresses()
         self.send_budget = send_budget
         self._closing: set[asyncio.Task[Any]] = set()
         self.register_namespace(UnknownNamespace(authenticate))
@@ -93,6 +102,21 @@ class GuardedServer(FencedServer):
         app.router.add_route("OPTIONS", path, self.handle_http)
 
     async def handle_http(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and "sid" not in request.query:
+            # A new Engine.IO connection: refused at the door while its
+            # address holds its share of connections without a token.
+            address = self.client_addresses.of(request)
+            if self.pending.full(address):
+                logger.info(
+                    "connection refused: %d connections outside a namespace from one address",
+                    self.pending.per_address,
+                    extra={"event": "socket.refused", "why": "pending per address"},
+                )
+                raise rate_limited(
+                    f"too many connections without a token from one address "
+                    f"(at most {self.pending.per_address})",
+                    retry_after=math.ceil(self.auth_timeout_s),
+                )
         if request.method == "POST":
             refused = await self._read_upload(request)
             if refused is not None:
@@ -157,10 +181,14 @@ class GuardedServer(FencedServer):
 
     # ---------------------------------------------------------- connections
 
-    def engineio_connected(self, eio_sid: str) -> None:
+    def engineio_connected(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        request = environ.get("aiohttp.request")
+        address = self.client_addresses.of(request) if request is not None else ""
+        self.pending.opened(eio_sid, address)
         self.expect_namespace(eio_sid)
 
     def engineio_disconnected(self, eio_sid: str, reason: str) -> None:
+        self.pending.closed(eio_sid)
         if reason in (self.reason.CLIENT_DISCONNECT, self.reason.TRANSPORT_CLOSE):
             # Nothing queued for it can be sent now; let it go at once.
             drop_queued(self.eio, eio_sid)
@@ -168,6 +196,21 @@ class GuardedServer(FencedServer):
             release_poll(self.eio, eio_sid)
         elif reason == self.reason.PING_TIMEOUT:
             release_silent(self.eio, eio_sid)
+
+    def namespace_entered(self, sid: str, namespace: str) -> None:
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        if eio_sid is not None:
+            self.pending.inside(eio_sid)
+
+    def namespace_left(self, sid: str, namespace: str) -> None:
+        """``sid`` left ``namespace``: its connection may stay open outside
+        every namespace, with the same time as a new one to join one again."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        if eio_sid is None:
+            return
+        if not self._in_a_namespace(eio_sid):
+            self.pending.outside(eio_sid)
+        self.expect_namespace(eio_sid)  # checks again when it fires
 
     def expect_namespace(self, eio_sid: str) -> None:
         """Close ``eio_sid`` unless it is in a namespace ``auth_timeout_s`` from now."""
@@ -377,19 +420,16 @@ class GuardedNamespace(socketio.AsyncNamespace):
                     exc.code, exc.to_body()["error"]
                 ) from None
         self._users[sid] = user_id
+        if isinstance(self.server, GuardedServer):
+            self.server.namespace_entered(sid, self.namespace)
         # A connection lives no longer than its token: out of the namespace at exp.
         self._expiries[sid] = self._expiry_ticks.add(sid, identity.expires_at - time.time())
         await self.enter_room(sid, user_room(user_id))
         self._metrics.connections.labels(self.namespace).inc()
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        server = self.server
-        if isinstance(server, GuardedServer):
-            # Its connection may stay open without a namespace: give it the
-            # same time as a new one to join one again.
-            eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
-            if eio_sid is not None:
-                server.expect_namespace(eio_sid)
+        if isinstance(self.server, GuardedServer):
+            self.server.namespace_left(sid, self.namespace)
         expiry = self._expiries.pop(sid, None)
         if expiry is not None:
             self._expiry_ticks.discard(sid, expiry)

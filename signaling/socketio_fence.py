@@ -11,7 +11,7 @@ reached), and with public hooks for the policy, which lives in
   of handling it;
 - ``refuse_packet(eio_sid, kind, namespace, ack_id, message)``: a packet that
   is not handled (binary, malformed, unexpected);
-- ``engineio_connected(eio_sid)`` / ``engineio_disconnected(eio_sid, reason)``:
+- ``engineio_connected(eio_sid, environ)`` / ``engineio_disconnected(eio_sid, reason)``:
   an Engine.IO connection opened / closed (after the namespaces' handlers);
 - ``send_socketio_packet(eio_sid, pkt)``: one packet to one connection.
 
@@ -78,8 +78,9 @@ class FencedServer(socketio.AsyncServer):
     ) -> None:
         """A packet that is not handled; ``ack_id`` is its ack id, if it has one."""
 
-    def engineio_connected(self, eio_sid: str) -> None:
-        """A new Engine.IO connection (no namespace connected yet)."""
+    def engineio_connected(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        """A new Engine.IO connection (no namespace connected yet), with the
+        environ of its first request (``environ["aiohttp.request"]``)."""
 
     def engineio_disconnected(self, eio_sid: str, reason: str) -> None:
         """An Engine.IO connection closed, for ``reason`` (``self.reason``)."""
@@ -92,7 +93,7 @@ class FencedServer(socketio.AsyncServer):
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
-        self.engineio_connected(eio_sid)
+        self.engineio_connected(eio_sid, environ)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)

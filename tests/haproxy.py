@@ -62,6 +62,8 @@ defaults
     log global
     option httplog
     option dontlognull
+    # the client's address for the servers, as docker/haproxy.cfg
+    option forwardfor
     timeout connect 1s
     timeout client 30s
     timeout server 30s

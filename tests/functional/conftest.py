@@ -53,6 +53,17 @@ def assert_error(body: Any, code: str) -> None:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
 
 
+def assert_rate_limited(body: Any) -> int:
+    """PROTOCOL.md's error shape with ``rate_limited`` and ``retry_after``."""
+    assert isinstance(body, dict) and body.get("ok") is False, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "retry_after"}, body
+    assert error["code"] == "rate_limited", body
+    wait = error["retry_after"]
+    assert isinstance(wait, int) and wait >= 1, body
+    return wait
+
+
 def assert_call_shape(call: Any) -> None:
     assert isinstance(call, dict), call
     assert set(call) == {

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import json
 import logging
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,8 +27,15 @@ import socketio
 
 from signaling.webhooks.openvidu import PATH as WEBHOOK_PATH
 from signaling.webhooks.openvidu import SECRET_HEADER
-from tests.functional.conftest import Lab, StdJsonPacket, assert_error, refused_connect
-from tests.functional.raw_socket import RawSocket, ack_of, connect_error
+from tests.functional.conftest import (
+    Lab,
+    StdJsonPacket,
+    assert_error,
+    assert_rate_limited,
+    refused_connect,
+)
+from tests.functional.raw_socket import WEBSOCKET_PATH, RawSocket, ack_of, connect_error
+from tests.haproxy import run_haproxy
 from tests.support import Client, RunningServer
 
 PAYLOAD_LIMIT = 1_000_000
@@ -359,6 +368,131 @@ async def test_leaving_the_last_namespace_starts_the_clock_again(
 
 async def test_the_default_limit_is_ten_seconds(server: RunningServer) -> None:
     assert server.settings.auth_timeout_s == 10.0
+
+
+POLLING_HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+
+
+def session_from(source: str) -> aiohttp.ClientSession:
+    """A client session whose connections come from ``source`` (127.x.y.z: any
+    loopback address reaches a server on 127.0.0.1)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)))
+
+
+async def hold_websocket(
+    stack: contextlib.AsyncExitStack,
+    url: str,
+    forwarded_for: str | None = None,
+    source: str = "127.0.0.1",
+) -> aiohttp.ClientWebSocketResponse:
+    """A websocket to ``url`` that never shows a token, open until the test ends."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    session = await stack.enter_async_context(session_from(source))
+    ws = await stack.enter_async_context(session.ws_connect(url + WEBSOCKET_PATH, headers=headers))
+    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    return ws
+
+
+async def handshake_answer(
+    url: str, forwarded_for: str | None = None, source: str = "127.0.0.1"
+) -> tuple[int, Any, str]:
+    """A new long-polling connection's status, body and ``Retry-After``."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    async with (
+        session_from(source) as session,
+        session.get(url + POLLING_HANDSHAKE, headers=headers) as response,
+    ):
+        body = await response.json() if response.status == 429 else await response.text()
+        return response.status, body, response.headers.get("Retry-After", "")
+
+
+async def eventually_admitted(url: str, forwarded_for: str | None = None) -> None:
+    """A new connection is admitted within 2 s (the server sees a close late)."""
+    deadline = time.monotonic() + 2
+    while (status := (await handshake_answer(url, forwarded_for))[0]) == 429:
+        assert time.monotonic() < deadline, "still refused"
+        await asyncio.sleep(0.05)
+    assert status == 200
+
+
+async def test_one_address_holds_few_connections_without_a_token(
+    lab: Lab, stack: contextlib.AsyncExitStack
+) -> None:
+    server = await lab.start(pending_per_address=3)
+    held = [await hold_websocket(stack, server.url) for _ in range(2)]
+    await handshake_answer(server.url)  # the third: a polling session, left open
+    # The fourth is refused before any Engine.IO session, in the contract's shape.
+    status, body, retry_after = await handshake_answer(server.url)
+    assert (status, retry_after) == (429, "10")
+    assert assert_rate_limited(body) == 10
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await hold_websocket(stack, server.url)
+    assert refused.value.status == 429
+    # A connection that shows its token no longer counts: room for one more.
+    await held[0].send_str("40/chat," + json.dumps({"token": server.token("al")}))
+    assert (await held[0].receive_str(timeout=5)).startswith("40/chat,")
+    held.append(await hold_websocket(stack, server.url))
+    assert (await handshake_answer(server.url))[0] == 429
+    # Leaving its last namespace, it counts again (4 now); closed, one no longer does.
+    await held[0].send_str("41/chat,")
+    await held[1].close()
+    await asyncio.sleep(0.2)
+    assert (await handshake_answer(server.url))[0] == 429
+    await held[2].close()
+    await eventually_admitted(server.url)
+    assert (await handshake_answer(server.url))[0] == 429
+
+
+async def test_many_users_at_one_address_are_not_refused_for_being_many(
+    lab: Lab, stack: contextlib.AsyncExitStack
+) -> None:
+    """Clients that show their token at once are outside a namespace for a
+    round trip: far more of them than the bound connect from one address."""
+    server = await lab.start(pending_per_address=2)
+    for n in range(8):
+        raw = await RawSocket.open(stack, server)
+        answer = await raw.connect("/chat", {"token": server.token(f"user{n}")})
+        assert (answer or "").startswith("40/chat,"), answer
+
+
+async def test_forwarded_for_counts_only_from_a_trusted_proxy(lab: Lab) -> None:
+    untrusted = await lab.start(pending_per_address=1)
+    trusted = await lab.start(
+        pending_per_address=1, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        await hold_websocket(stack, untrusted.url, forwarded_for="203.0.113.1")
+        # Not from a proxy: the header is the client's own invention.
+        assert (await handshake_answer(untrusted.url, "203.0.113.2"))[0] == 429
+    async with contextlib.AsyncExitStack() as stack:
+        await hold_websocket(stack, trusted.url, forwarded_for="203.0.113.1")
+        assert (await handshake_answer(trusted.url, "203.0.113.1"))[0] == 429
+        # The nearest address that is not a trusted proxy is the client's.
+        assert (await handshake_answer(trusted.url, "203.0.113.1, 203.0.113.2"))[0] == 200
+        assert (await handshake_answer(trusted.url, "203.0.113.2, 203.0.113.1"))[0] == 429
+        assert (await handshake_answer(trusted.url, "203.0.113.1, 127.0.0.1"))[0] == 429
+
+
+async def test_behind_haproxy_a_forged_forwarded_for_does_not_escape_the_bound(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Through a real HAProxy (``option forwardfor``, as docker/haproxy.cfg),
+    which reaches the server from 127.0.0.1, the one trusted proxy; clients
+    come from other loopback addresses. A client's own X-Forwarded-For is
+    left of the address HAProxy saw, so it changes nothing."""
+    server = await lab.start(
+        pending_per_address=2, trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),)
+    )
+    client, other = "127.0.0.3", "127.0.0.4"
+    with run_haproxy({"one": server.settings.port}, tmp_path / "haproxy") as proxy:
+        await proxy.all_up()
+        async with contextlib.AsyncExitStack() as stack:
+            await hold_websocket(stack, proxy.url, "203.0.113.1", source=client)
+            await hold_websocket(stack, proxy.url, "203.0.113.2", source=client)
+            assert (await handshake_answer(proxy.url, "203.0.113.3", source=client))[0] == 429
+            assert (await handshake_answer(proxy.url, source=client))[0] == 429
+            # Another client behind the same proxy has a bound of its own.
+            assert (await handshake_answer(proxy.url, source=other))[0] == 200
 
 
 # ----------------------------------------------------- F7: undecodable credentials

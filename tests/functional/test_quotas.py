@@ -17,19 +17,8 @@ import aiohttp
 import socketio
 
 from tests.functional.chat_support import ChatClient, open_room
-from tests.functional.conftest import Lab, StdJsonPacket
+from tests.functional.conftest import Lab, StdJsonPacket, assert_rate_limited
 from tests.support import RunningServer, in_seconds
-
-
-def assert_rate_limited(body: Any) -> int:
-    """PROTOCOL.md's error shape with ``rate_limited`` and ``retry_after``."""
-    assert isinstance(body, dict) and body.get("ok") is False, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "retry_after"}, body
-    assert error["code"] == "rate_limited", body
-    wait = error["retry_after"]
-    assert isinstance(wait, int) and wait >= 1, body
-    return wait
 
 
 async def inside_one_window(window_s: float, burst_s: float) -> None:

@@ -108,7 +108,7 @@ def test_every_variable_is_asked_for_by_name() -> None:
     assert {"SIGNALING_CALL_LIMIT_S", "SIGNALING_ICE_SERVERS", "SIGNALING_ADMIN_IDS"} <= names
     assert "SIGNALING_LIMIT_S" not in names
     assert "SIGNALING_JWT_SECRET_GENERATED" not in names  # not a variable
-    assert len(names) == 49, sorted(names)
+    assert len(names) == 51, sorted(names)
 
 
 def test_an_empty_value_is_the_default_for_variables_load_settings_reads() -> None:
