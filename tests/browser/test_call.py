@@ -182,9 +182,10 @@ async def test_a_reload_mid_countdown_recovers_the_call(
     await bob.page.reload()  # the session and the call's address survive it
 
     # Alice's partner dropped: the countdown is cancelled, she waits again.
-    await alice.expect_call("data-partner", "absent")
+    # (Read from her phase log: Bob may be back before a poll of the page
+    # sees her partner absent, and the log keeps what she went through.)
     await expect(alice.page.locator("#call-view")).to_have_attribute(
-        "data-phase-log", "media joining waiting connecting countdown waiting"
+        "data-phase-log", re.compile(r"^media joining waiting connecting countdown waiting\b")
     )
     # Bob is back as the offerer; a new negotiation, a new countdown, live.
     await bob.expect_call("data-role", "offerer")
