@@ -403,7 +403,13 @@ def run_cell(
     ]  # fmt: skip
     proxy0 = cpu_seconds(target.proxy_pids)
     started_at = time.time()
-    summary = run_loadgen(target, folder, f"r{rate:g}", lg, max_time + 120)
+    with contextlib.ExitStack() as profiling:
+        if args.profile and target.name != "ref":
+            for pid in target.server_pids:
+                profiling.enter_context(
+                    py_spy(pid, folder / f"profile-{target.name}-r{rate:g}-{pid}.txt", load_s)
+                )
+        summary = run_loadgen(target, folder, f"r{rate:g}", lg, max_time + 120)
     proxy1 = cpu_seconds(target.proxy_pids)
     summary["rate"] = rate
     summary["window"] = [round(started_at, 3), round(time.time(), 3)]
@@ -571,6 +577,28 @@ def tables(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows + (mem if len(mem) > 3 else []))
 
 
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path, seconds: float) -> Iterator[None]:
+    """py-spy samples ``pid`` for ``seconds`` (the load), 100 times a second,
+    into ``out`` (raw: one folded stack per line and its count)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "-r", "100", "-f", "raw", "-d", f"{max(1, round(seconds))}"]
+    proc = subprocess.Popen(
+        [*command, "-p", str(pid), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log(f"profile of pid {pid}: {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -592,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-dir", type=Path, help="reuse (or create) the Node reference here")
     ap.add_argument("--workdir", type=Path, help="keep logs and loadgen JSON here")
     ap.add_argument("--json", type=Path, help="write everything here")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy every server process during each cell (raw stacks in the work folder; "
+        "sampling slows the server, so its figures are not comparable)",
+    )
     ap.add_argument(
         "--server-env",
         action="append",
