@@ -30,6 +30,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from signaling.errors import rate_limited
+from signaling.limits_fence import SweptMemoryStorage
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Quotas:
                 uri, implementation="redispy", key_prefix=f"{self._prefix}:limits"
             )
         else:
-            shared = MemoryStorage()
+            shared = SweptMemoryStorage()
         self._shared_storage = shared
         self._shared = SlidingWindowCounterRateLimiter(shared)
         self._per_day = RateLimitItemPerDay(max(rules.calls_per_day, 1))
