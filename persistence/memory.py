@@ -35,7 +35,7 @@ from persistence.models import (
     is_due,
     utcnow,
 )
-from persistence.presence import PresenceStore
+from persistence.presence import Entered, PresenceStore
 from persistence.questions import QuestionStore
 
 
@@ -158,11 +158,12 @@ class MemoryPresenceStore(PresenceStore):
             lock = self._locks[call_id] = asyncio.Lock()
         return lock
 
-    async def enter(self, call_id: int, user_id: str, sid: str) -> str | None:
+    async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
         members = self._members.setdefault(call_id, {})
         previous = members.get(user_id)
         members[user_id] = sid
-        return previous if previous != sid else None
+        self._connected.pop(call_id, None)
+        return Entered(previous if previous != sid else None, dict(members))
 
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
         members = self._members.get(call_id)
@@ -171,15 +172,18 @@ class MemoryPresenceStore(PresenceStore):
         del members[user_id]
         if not members:
             del self._members[call_id]
+        self._connected.pop(call_id, None)
         return True
 
     async def members(self, call_id: int) -> dict[str, str]:
         return dict(self._members.get(call_id, {}))
 
-    async def mark_connected(self, call_id: int, user_id: str) -> frozenset[str]:
+    async def mark_connected(
+        self, call_id: int, user_id: str
+    ) -> tuple[frozenset[str], dict[str, str]]:
         connected = self._connected.setdefault(call_id, set())
         connected.add(user_id)
-        return frozenset(connected)
+        return frozenset(connected), dict(self._members.get(call_id, {}))
 
     async def reset_connected(self, call_id: int) -> None:
         self._connected.pop(call_id, None)

@@ -6,7 +6,18 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """What :meth:`PresenceStore.enter` found and left."""
+
+    #: the user's connection that this one replaced, if any
+    replaced: str | None
+    #: user id -> connection id of everybody in the call, this user included
+    members: dict[str, str]
 
 
 class PresenceStore(abc.ABC):
@@ -24,22 +35,27 @@ class PresenceStore(abc.ABC):
         """Mutual exclusion for one call's presence changes."""
 
     @abc.abstractmethod
-    async def enter(self, call_id: int, user_id: str, sid: str) -> str | None:
-        """Record ``sid`` as the user's connection in the call; returns the
-        connection it replaced, if any."""
+    async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
+        """Record ``sid`` as the user's connection in the call and forget who
+        was connected (a joining user means a new negotiation), in one step;
+        returns the connection it replaced and everybody now in the call."""
 
     @abc.abstractmethod
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
         """Remove the user if ``sid`` is still their connection (a replaced
-        connection leaving must not evict its successor)."""
+        connection leaving must not evict its successor), and then forget who
+        was connected (whoever stays negotiates again), in one step."""
 
     @abc.abstractmethod
     async def members(self, call_id: int) -> dict[str, str]:
         """user id -> connection id of everybody in the call."""
 
     @abc.abstractmethod
-    async def mark_connected(self, call_id: int, user_id: str) -> frozenset[str]:
-        """Note that the user's peer connection is up; returns everybody's."""
+    async def mark_connected(
+        self, call_id: int, user_id: str
+    ) -> tuple[frozenset[str], dict[str, str]]:
+        """Note that the user's peer connection is up; returns, in one step,
+        who is connected and everybody in the call (as :meth:`members`)."""
 
     @abc.abstractmethod
     async def reset_connected(self, call_id: int) -> None:

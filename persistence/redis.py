@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from persistence.presence import PresenceStore
+from persistence.presence import Entered, PresenceStore
 
 #: Presence of an abandoned call disappears by itself after this long.
 _TTL_S = 6 * 3600
@@ -37,14 +37,21 @@ _UNWEIGH = """
 if redis.call('DECRBY', KEYS[1], ARGV[1]) <= 0 then redis.call('DEL', KEYS[1]) end
 return 0
 """
-# HDEL only if the field still holds this connection id.
+# HDEL only if the field still holds this connection id; then nobody is
+# connected any more (KEYS[2]).
 _LEAVE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
 """
+
+
+def _members(found: dict[Any, Any]) -> dict[str, str]:
+    """A members hash as the contract has it."""
+    return {str(user): str(sid) for user, sid in found.items()}
 
 
 def blocking_pool(
@@ -110,30 +117,36 @@ class RedisPresenceStore(PresenceStore):
             else:
                 self._local[call_id] = (local, users - 1)
 
-    async def enter(self, call_id: int, user_id: str, sid: str) -> str | None:
+    async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
         key = self._key(call_id, "members")
+        # One round trip (MULTI/EXEC): the call's presence changes often.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(key, user_id)
             pipe.hset(key, user_id, sid)
             pipe.expire(key, _TTL_S)
-            previous, _, _ = await pipe.execute()
-        return previous if previous != sid else None
+            pipe.hgetall(key)
+            pipe.delete(self._key(call_id, "connected"))
+            previous, _, _, members, _ = await pipe.execute()
+        return Entered(previous if previous != sid else None, _members(members))
 
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
-        return bool(await self._leave(keys=[self._key(call_id, "members")], args=[user_id, sid]))
+        keys = [self._key(call_id, "members"), self._key(call_id, "connected")]
+        return bool(await self._leave(keys=keys, args=[user_id, sid]))
 
     async def members(self, call_id: int) -> dict[str, str]:
-        members = await self._redis.hgetall(self._key(call_id, "members"))
-        return {str(user): str(sid) for user, sid in members.items()}
+        return _members(await self._redis.hgetall(self._key(call_id, "members")))
 
-    async def mark_connected(self, call_id: int, user_id: str) -> frozenset[str]:
+    async def mark_connected(
+        self, call_id: int, user_id: str
+    ) -> tuple[frozenset[str], dict[str, str]]:
         key = self._key(call_id, "connected")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.sadd(key, user_id)
             pipe.expire(key, _TTL_S)
             pipe.smembers(key)
-            _, _, members = await pipe.execute()
-        return frozenset(members)
+            pipe.hgetall(self._key(call_id, "members"))
+            _, _, connected, members = await pipe.execute()
+        return frozenset(connected), _members(members)
 
     async def reset_connected(self, call_id: int) -> None:
         await self._redis.delete(self._key(call_id, "connected"))

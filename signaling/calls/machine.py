@@ -164,14 +164,14 @@ class CallMachine:
         async with self._presence.lock(call_id):
             call = self.held.get(call_id) or call
             partner_id = call.partner_of(user_id)
-            replaced = await self._presence.enter(call_id, user_id, sid)
+            # A (re)joining user means a new negotiation: entering presence
+            # also forgets who was connected.
+            entered = await self._presence.enter(call_id, user_id, sid)
+            replaced, members = entered.replaced, entered.members
             if replaced is not None:
                 await self._replace(replaced, call_id)
             self._connections.add(sid, Joined(call_id, user_id, partner_id))
-            members = await self._presence.members(call_id)
             partner_sid = members.get(partner_id)
-            # A (re)joining user means a new negotiation: nobody is connected yet.
-            await self._presence.reset_connected(call_id)
             call = self.held.decide_presence(call, len(members), f"join {user_id}")
             if call.state is CallState.LIVE:
                 await self._adopt_live(call)
@@ -271,8 +271,7 @@ class CallMachine:
         """Start the countdown once every user in the call is connected
         (their ``connected`` event, or the media server's word for it)."""
         async with self._presence.lock(call_id):
-            connected = await self._presence.mark_connected(call_id, user_id)
-            members = await self._presence.members(call_id)
+            connected, members = await self._presence.mark_connected(call_id, user_id)
             if len(members) < 2 or not connected.issuperset(members):
                 return
             call = await self.held.view(call_id)
@@ -468,9 +467,9 @@ class CallMachine:
             if self._connections.get(sid) is not joined:
                 return  # already replaced or ended meanwhile
             self._connections.remove(sid)
+            # Leaving also forgets who was connected: whoever stays negotiates again.
             if not await self._presence.leave(call_id, user_id, sid):
                 return
-            await self._presence.reset_connected(call_id)
             call = await self.held.view(call_id)
             if call is None or call.state in FINAL_STATES:
                 return

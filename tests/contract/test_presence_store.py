@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from persistence.memory import MemoryPresenceStore
-from persistence.presence import PresenceStore
+from persistence.presence import Entered, PresenceStore
 from persistence.redis import RedisPresenceStore
 
 
@@ -38,9 +38,10 @@ async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStor
 
 async def test_enter_and_members(presence: PresenceStore) -> None:
     assert await presence.members(1) == {}
-    assert await presence.enter(1, "alice", "sid-a") is None
-    assert await presence.enter(1, "bob", "sid-b") is None
-    assert await presence.enter(2, "alice", "sid-a2") is None
+    assert await presence.enter(1, "alice", "sid-a") == Entered(None, {"alice": "sid-a"})
+    both = {"alice": "sid-a", "bob": "sid-b"}
+    assert await presence.enter(1, "bob", "sid-b") == Entered(None, both)
+    assert await presence.enter(2, "alice", "sid-a2") == Entered(None, {"alice": "sid-a2"})
     assert await presence.members(1) == {"alice": "sid-a", "bob": "sid-b"}
     assert await presence.members(2) == {"alice": "sid-a2"}
 
@@ -49,9 +50,10 @@ async def test_entering_again_replaces_and_reports_the_old_connection(
     presence: PresenceStore,
 ) -> None:
     await presence.enter(1, "alice", "old")
-    assert await presence.enter(1, "alice", "new") == "old"
+    assert await presence.enter(1, "alice", "new") == Entered("old", {"alice": "new"})
     assert await presence.members(1) == {"alice": "new"}
-    assert await presence.enter(1, "alice", "new") is None  # the same connection again
+    # The same connection again replaces nothing.
+    assert await presence.enter(1, "alice", "new") == Entered(None, {"alice": "new"})
 
 
 async def test_a_replaced_connection_leaving_does_not_evict_its_successor(
@@ -78,17 +80,49 @@ async def test_clear_empties_one_call_only(presence: PresenceStore) -> None:
     await presence.clear(99, ("alice", "bob"))
     assert await presence.members(1) == {}
     assert await presence.members(2) == {"alice": "a2"}
-    assert await presence.enter(1, "alice", "a3") is None
+    assert (await presence.enter(1, "alice", "a3")).replaced is None
+
+
+async def connected(presence: PresenceStore, call_id: int, user_id: str) -> frozenset[str]:
+    return (await presence.mark_connected(call_id, user_id))[0]
 
 
 async def test_connected_flags_accumulate_and_reset(presence: PresenceStore) -> None:
-    assert await presence.mark_connected(1, "alice") == {"alice"}
-    assert await presence.mark_connected(1, "alice") == {"alice"}
-    assert await presence.mark_connected(1, "bob") == {"alice", "bob"}
-    assert await presence.mark_connected(2, "carol") == {"carol"}
+    assert await connected(presence, 1, "alice") == {"alice"}
+    assert await connected(presence, 1, "alice") == {"alice"}
+    assert await connected(presence, 1, "bob") == {"alice", "bob"}
+    assert await connected(presence, 2, "carol") == {"carol"}
     await presence.reset_connected(1)
-    assert await presence.mark_connected(1, "bob") == {"bob"}
-    assert await presence.mark_connected(2, "dave") == {"carol", "dave"}
+    assert await connected(presence, 1, "bob") == {"bob"}
+    assert await connected(presence, 2, "dave") == {"carol", "dave"}
+
+
+async def test_marking_connected_also_answers_who_is_in_the_call(
+    presence: PresenceStore,
+) -> None:
+    await presence.enter(1, "alice", "a1")
+    assert await presence.mark_connected(1, "alice") == (frozenset({"alice"}), {"alice": "a1"})
+    await presence.enter(1, "bob", "b1")
+    both = {"alice": "a1", "bob": "b1"}
+    assert await presence.mark_connected(1, "bob") == (frozenset({"bob"}), both)
+    assert await presence.mark_connected(2, "carol") == (frozenset({"carol"}), {})
+
+
+async def test_entering_and_leaving_forget_who_was_connected(presence: PresenceStore) -> None:
+    """A user who (re)joins or leaves starts a new negotiation for the call."""
+    await presence.enter(1, "alice", "a1")
+    await presence.enter(1, "bob", "b1")
+    await presence.enter(2, "carol", "c1")
+    await presence.mark_connected(1, "alice")
+    await presence.mark_connected(1, "bob")
+    await presence.mark_connected(2, "carol")
+    await presence.enter(1, "alice", "a2")  # a reconnection replaces a1
+    assert await connected(presence, 1, "bob") == {"bob"}
+    assert await presence.leave(1, "alice", "a1") is False  # replaced: changes nothing
+    assert await connected(presence, 1, "alice") == {"alice", "bob"}
+    assert await presence.leave(1, "alice", "a2") is True
+    assert await connected(presence, 1, "bob") == {"bob"}
+    assert await connected(presence, 2, "dave") == {"carol", "dave"}  # another call's stay
 
 
 async def test_held_signals_come_back_in_order_once_and_are_bounded(
@@ -141,7 +175,7 @@ async def test_clear_forgets_connected_flags_and_held_signals(presence: Presence
     await presence.hold(2, "bob", {"n": 2}, limit=5)
     await presence.clear(1, ("alice", "bob"))
     assert await presence.members(1) == {}
-    assert await presence.mark_connected(1, "bob") == {"bob"}
+    assert await connected(presence, 1, "bob") == {"bob"}
     assert await presence.release(1, "bob") == []
     assert await presence.release(2, "bob") == [{"n": 2}]
 
@@ -168,7 +202,8 @@ async def test_two_redis_clients_share_presence_like_two_processes(redis_url: st
     one, two = (RedisPresenceStore.from_url(redis_url, prefix=prefix) for _ in range(2))
     try:
         await one.enter(1, "alice", "sid-on-1")
-        assert await two.enter(1, "bob", "sid-on-2") is None
+        both = {"alice": "sid-on-1", "bob": "sid-on-2"}
+        assert await two.enter(1, "bob", "sid-on-2") == Entered(None, both)
         assert await one.members(1) == {"alice": "sid-on-1", "bob": "sid-on-2"}
         await two.hold(1, "alice", {"n": 1}, limit=2)
         assert await one.release(1, "alice") == [{"n": 1}]
