@@ -27,6 +27,11 @@ Decision = Callable[[CallRecord], CallChanges | None]
 _CAS_ATTEMPTS = 8
 
 
+class TooManyOpenCallsError(Exception):
+    """A booking refused: the caller already has ``open_max`` calls that are
+    not over (the booking quota, counted in the insert's transaction)."""
+
+
 class CallStore(abc.ABC):
     """Where calls live. The database is the truth about every call.
 
@@ -66,8 +71,13 @@ class CallStore(abc.ABC):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        *,
+        open_max: int = 0,
     ) -> CallRecord:
-        """Insert a call in state ``scheduled``."""
+        """Insert a call in state ``scheduled``; with ``open_max``, only if
+        the caller has fewer calls than that which are not over (in no final
+        state), counted in the same transaction: otherwise raise
+        :class:`TooManyOpenCallsError` and store nothing."""
 
     @abc.abstractmethod
     async def get(self, call_id: int) -> CallRecord | None: ...
@@ -166,11 +176,6 @@ class CallStore(abc.ABC):
 
     @abc.abstractmethod
     async def count_by_state(self) -> dict[CallState, int]: ...
-
-    @abc.abstractmethod
-    async def count_open_booked(self, caller_id: str) -> int:
-        """How many calls ``caller_id`` booked that are not over (in no final
-        state): the booking quota's count, one indexed query."""
 
 
 class NotificationStore(abc.ABC):

@@ -55,9 +55,12 @@ class GiftStore(abc.ABC):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        open_max: int = 0,
     ) -> tuple[Gift, CallRecord]:
         """Insert a special gift and its call (state ``scheduled``, the sender
-        as caller) in one transaction: both are stored or neither is."""
+        as caller) in one transaction: both are stored or neither is. With
+        ``open_max``, as :meth:`CallStore.create`: :class:`TooManyOpenCallsError`
+        and nothing stored when the sender has that many calls not over."""
 
     @abc.abstractmethod
     async def get(self, gift_id: int) -> Gift | None: ...

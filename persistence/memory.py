@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from persistence.calls import CallStore, NotificationStore
+from persistence.calls import CallStore, NotificationStore, TooManyOpenCallsError
 from persistence.chat import (
     ChatMessage,
     ChatRoom,
@@ -52,7 +52,11 @@ class MemoryCallStore(CallStore):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        *,
+        open_max: int = 0,
     ) -> CallRecord:
+        if open_max and self._count_open_booked(caller_id) >= open_max:
+            raise TooManyOpenCallsError(caller_id)
         call = CallRecord(
             id=next(self._ids),
             caller_id=caller_id,
@@ -95,7 +99,7 @@ class MemoryCallStore(CallStore):
     async def count_by_state(self) -> dict[CallState, int]:
         return dict(Counter(c.state for c in self._calls.values()))
 
-    async def count_open_booked(self, caller_id: str) -> int:
+    def _count_open_booked(self, caller_id: str) -> int:
         return sum(
             1 for c in self._calls.values() if c.caller_id == caller_id and not c.state.is_final
         )
@@ -330,9 +334,12 @@ class MemoryGiftStore(GiftStore):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        open_max: int = 0,
     ) -> tuple[Gift, CallRecord]:
         # Nothing between the two inserts can fail or yield to another task.
-        call = await self._calls.create(sender_id, receiver_id, scheduled_at, opens_at, closes_at)
+        call = await self._calls.create(
+            sender_id, receiver_id, scheduled_at, opens_at, closes_at, open_max=open_max
+        )
         gift = Gift(
             next(self._ids),
             sender_id,

@@ -17,7 +17,6 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from limits import (
@@ -29,7 +28,7 @@ from limits import (
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from signaling.errors import rate_limited
+from signaling.errors import ApiError, rate_limited
 from signaling.limits_fence import SweptMemoryStorage
 
 
@@ -53,7 +52,6 @@ class QuotaRules:
 
 
 #: Counts the unfinished calls a user booked (the call service's reader).
-OpenCalls = Callable[[str], Awaitable[int]]
 
 
 class Quotas:
@@ -92,16 +90,19 @@ class Quotas:
 
     # ------------------------------------------------------------- bookings
 
-    async def check_booking(self, user_id: str, open_calls: OpenCalls) -> None:
-        """Before a user books a call: at most ``calls_open_max`` unfinished
-        and ``calls_per_day`` booked in the last 24 hours."""
-        most = self.rules.calls_open_max
-        if most and await open_calls(user_id) >= most:
-            raise rate_limited(
-                f"you have {most} calls booked that are not over; "
-                "cancel one or wait until one ends",
-                60,
-            )
+    def too_many_open_calls(self) -> ApiError:
+        """The answer to a booking the store refused for ``calls_open_max``
+        (counted with the insert: ``CallStore.create``'s ``open_max``)."""
+        return rate_limited(
+            f"you have {self.rules.calls_open_max} calls booked that are not over; "
+            "cancel one or wait until one ends",
+            60,
+        )
+
+    async def check_booking(self, user_id: str) -> None:
+        """Before a user books a call: at most ``calls_per_day`` booked in the
+        last 24 hours. (At most ``calls_open_max`` unfinished is counted by the
+        store, in the booking's transaction.)"""
         if self.rules.calls_per_day:
             await self._hit(self._shared, self._per_day, "calls booked per day", "call", user_id)
 

@@ -10,7 +10,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from persistence.calls import CallStore, NotificationStore
+from persistence.calls import CallStore, NotificationStore, TooManyOpenCallsError
 from persistence.models import (
     DEADLINES,
     FINAL_STATES,
@@ -22,6 +22,7 @@ from persistence.models import (
     apply_changes,
     as_utc,
 )
+from persistence.sql.engine import transaction_attempts
 from persistence.sql.tables import calls_table, notifications_table
 
 
@@ -54,9 +55,16 @@ async def insert_call(
     opens_at: datetime,
     closes_at: datetime,
     created_at: datetime,
+    open_max: int = 0,
 ) -> CallRecord:
     """Insert a call in state ``scheduled`` in the caller's transaction: the
-    one insert of a call, whether alone or with the gift that schedules it."""
+    one insert of a call, whether alone or with the gift that schedules it.
+    With ``open_max``, first count the caller's calls that are not over, in
+    the same transaction (``CallStore.create``)."""
+    if open_max:
+        booked = (await conn.execute(_COUNT_OPEN_BOOKED, {"caller_id": caller_id})).scalar_one()
+        if booked >= open_max:
+            raise TooManyOpenCallsError(caller_id)
     values = {
         "caller_id": caller_id,
         "callee_id": callee_id,
@@ -132,6 +140,11 @@ _COUNT_OPEN_BOOKED = (
         calls_table.c.caller_id == sa.bindparam("caller_id"),
         calls_table.c.state.not_in([s.value for s in FINAL_STATES]),
     )
+    # MySQL: lock the caller's rows and the gaps beside them, so two bookings
+    # of one caller count one after the other (InnoDB's plain reads would
+    # both see the same snapshot); a deadlock between them is retried.
+    # SQLite has no FOR UPDATE, and needs none: one connection, one writer.
+    .with_for_update()
 )
 
 
@@ -147,17 +160,23 @@ class SqlCallStore(CallStore):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        *,
+        open_max: int = 0,
     ) -> CallRecord:
-        async with self._engine.begin() as conn:
-            call = await insert_call(
-                conn,
-                caller_id=caller_id,
-                callee_id=callee_id,
-                scheduled_at=scheduled_at,
-                opens_at=opens_at,
-                closes_at=closes_at,
-                created_at=datetime.now(UTC),
-            )
+        async def insert() -> CallRecord:
+            async with self._engine.begin() as conn:
+                return await insert_call(
+                    conn,
+                    caller_id=caller_id,
+                    callee_id=callee_id,
+                    scheduled_at=scheduled_at,
+                    opens_at=opens_at,
+                    closes_at=closes_at,
+                    created_at=datetime.now(UTC),
+                    open_max=open_max,
+                )
+
+        call: CallRecord = await transaction_attempts("call.create", caller_id=caller_id)(insert)
         self._remember(call)
         return call
 
@@ -217,12 +236,6 @@ class SqlCallStore(CallStore):
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {CallState(state): count for state, count in rows}
-
-    async def count_open_booked(self, caller_id: str) -> int:
-        async with self._engine.connect() as conn:
-            return int(
-                (await conn.execute(_COUNT_OPEN_BOOKED, {"caller_id": caller_id})).scalar_one()
-            )
 
 
 class SqlNotificationStore(NotificationStore):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from persistence.gifts import Gift, GiftBox, GiftKind, GiftStore
 from persistence.models import CallRecord
 from persistence.sql.calls import insert_call
+from persistence.sql.engine import transaction_attempts
 from persistence.sql.tables import gifts_table
 
 
@@ -60,31 +61,38 @@ class SqlGiftStore(GiftStore):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        open_max: int = 0,
     ) -> tuple[Gift, CallRecord]:
-        now = datetime.now(UTC)
-        async with self._engine.begin() as conn:
-            call = await insert_call(
-                conn,
-                caller_id=sender_id,
-                callee_id=receiver_id,
-                scheduled_at=scheduled_at,
-                opens_at=opens_at,
-                closes_at=closes_at,
-                created_at=now,
-            )
-            gift = await self._insert(
-                conn,
-                {
-                    "sender_id": sender_id,
-                    "receiver_id": receiver_id,
-                    "kind": GiftKind.SPECIAL.value,
-                    "message": message,
-                    "scheduled_at": scheduled_at,
-                    "call_id": call.id,
-                    "created_at": now,
-                },
-            )
-        return gift, call
+        async def insert_both() -> tuple[Gift, CallRecord]:
+            now = datetime.now(UTC)
+            async with self._engine.begin() as conn:
+                call = await insert_call(
+                    conn,
+                    caller_id=sender_id,
+                    callee_id=receiver_id,
+                    scheduled_at=scheduled_at,
+                    opens_at=opens_at,
+                    closes_at=closes_at,
+                    created_at=now,
+                    open_max=open_max,
+                )
+                gift = await self._insert(
+                    conn,
+                    {
+                        "sender_id": sender_id,
+                        "receiver_id": receiver_id,
+                        "kind": GiftKind.SPECIAL.value,
+                        "message": message,
+                        "scheduled_at": scheduled_at,
+                        "call_id": call.id,
+                        "created_at": now,
+                    },
+                )
+            return gift, call
+
+        # The booking quota's locking count (insert_call) can deadlock on MySQL
+        # with another booking of the same sender: the loser is retried.
+        return await transaction_attempts("gift.create_with_call", sender_id=sender_id)(insert_both)
 
     async def get(self, gift_id: int) -> Gift | None:
         async with self._engine.connect() as conn:

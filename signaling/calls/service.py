@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from persistence.calls import CallStore, NotificationStore
+from persistence.calls import CallStore, NotificationStore, TooManyOpenCallsError
 from persistence.models import (
     PRE_LIVE_STATES,
     CallChanges,
@@ -28,8 +28,9 @@ from signaling.quotas import Quotas
 logger = logging.getLogger(__name__)
 
 
-#: Stores a new call given its window (opens_at, closes_at); see CallService.schedule.
-CreateCall = Callable[[datetime, datetime], Awaitable[CallRecord]]
+#: Stores a new call given its window (opens_at, closes_at) and the booking
+#: quota (open_max, as CallStore.create); see CallService.schedule.
+CreateCall = Callable[[datetime, datetime, int], Awaitable[CallRecord]]
 
 
 class CallService:
@@ -70,7 +71,7 @@ class CallService:
 
         ``create`` replaces the plain insert when the call is born together
         with something else in one transaction (a special gift): it gets the
-        window and must return the stored call.
+        window and the booking quota, and must return the stored call.
         """
         if partner_id == caller_id:
             raise invalid("partner_id: you cannot call yourself")
@@ -80,17 +81,23 @@ class CallService:
             raise invalid("scheduled_at: must be in the future")
         if scheduled_at > now + timedelta(days=366):
             raise invalid("scheduled_at: at most a year ahead")
+        open_max = 0
         if self._quotas is not None:
-            await self._quotas.check_booking(caller_id, self._calls.count_open_booked)
+            await self._quotas.check_booking(caller_id)
+            open_max = self._quotas.rules.calls_open_max
         opens_at, closes_at = window_for(
             scheduled_at, self._rules.notify_before_s, self._rules.join_grace_s
         )
-        if create is None:
-            call = await self._calls.create(
-                caller_id, partner_id, scheduled_at, opens_at, closes_at
-            )
-        else:
-            call = await create(opens_at, closes_at)
+        try:
+            if create is None:
+                call = await self._calls.create(
+                    caller_id, partner_id, scheduled_at, opens_at, closes_at, open_max=open_max
+                )
+            else:
+                call = await create(opens_at, closes_at, open_max)
+        except TooManyOpenCallsError:
+            assert self._quotas is not None  # open_max is 0 without quotas
+            raise self._quotas.too_many_open_calls() from None
         logger.info(
             "call %s scheduled",
             call.id,

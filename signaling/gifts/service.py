@@ -75,7 +75,7 @@ class GiftService:
     ) -> Gift:
         made: list[Gift] = []
 
-        async def create(opens_at: datetime, closes_at: datetime) -> CallRecord:
+        async def create(opens_at: datetime, closes_at: datetime, open_max: int) -> CallRecord:
             gift, call = await self._gifts.create_with_call(
                 sender_id,
                 receiver_id,
@@ -83,6 +83,7 @@ class GiftService:
                 scheduled_at=scheduled_at,
                 opens_at=opens_at,
                 closes_at=closes_at,
+                open_max=open_max,
             )
             made.append(gift)
             return call

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from persistence.calls import CallStore
+from persistence.calls import CallStore, TooManyOpenCallsError
 from persistence.models import (
     ALLOWED_TRANSITIONS,
     FINAL_STATES,
@@ -55,8 +55,12 @@ class YieldingCallStore(CallStore):
         scheduled_at: datetime,
         opens_at: datetime,
         closes_at: datetime,
+        *,
+        open_max: int = 0,
     ) -> CallRecord:
-        return await self.inner.create(caller_id, callee_id, scheduled_at, opens_at, closes_at)
+        return await self.inner.create(
+            caller_id, callee_id, scheduled_at, opens_at, closes_at, open_max=open_max
+        )
 
     async def get(self, call_id: int) -> CallRecord | None:
         call = await self.inner.get(call_id)
@@ -80,9 +84,6 @@ class YieldingCallStore(CallStore):
 
     async def count_by_state(self) -> dict[CallState, int]:
         return await self.inner.count_by_state()
-
-    async def count_open_booked(self, caller_id: str) -> int:
-        return await self.inner.count_open_booked(caller_id)
 
 
 def ids(calls: Iterable[CallRecord]) -> list[int]:
@@ -329,17 +330,36 @@ async def test_count_by_state(calls: CallStore) -> None:
     }
 
 
-async def test_count_open_booked_counts_only_the_callers_calls_not_over(
+async def book(calls: CallStore, caller: str, callee: str, open_max: int) -> CallRecord:
+    return await calls.create(caller, callee, T0, T0 - ms(300), T0 + ms(600), open_max=open_max)
+
+
+async def test_the_booking_quota_counts_only_the_callers_calls_not_over(
     calls: CallStore,
 ) -> None:
-    assert await calls.count_open_booked("alice") == 0
     for state in (CallState.SCHEDULED, CallState.WAITING, CallState.LIVE, CallState.ENDED):
         await drive_to(calls, await create_call(calls, "alice", "bob"), state)
     await drive_to(calls, await create_call(calls, "alice", "carol"), CallState.CANCELLED)
     await create_call(calls, "bob", "alice")  # booked by bob: not alice's quota
-    assert await calls.count_open_booked("alice") == 3
-    assert await calls.count_open_booked("bob") == 1
-    assert await calls.count_open_booked("carol") == 0
+    # Alice has 3 calls not over: a 4th is refused at 3 and nothing is stored.
+    with pytest.raises(TooManyOpenCallsError):
+        await book(calls, "alice", "dave", open_max=3)
+    assert len(await calls.list_for_user("alice")) == 6
+    assert (await book(calls, "alice", "dave", open_max=4)).caller_id == "alice"
+    assert (await book(calls, "bob", "alice", open_max=2)).caller_id == "bob"
+    assert (await book(calls, "carol", "alice", open_max=1)).caller_id == "carol"
+
+
+async def test_concurrent_bookings_of_one_caller_never_pass_the_quota(calls: CallStore) -> None:
+    """The count and the insert are one transaction (locking on MySQL, whose
+    deadlocks between them are retried): of 6 bookings at once, 3 pass."""
+    results = await asyncio.gather(
+        *(book(calls, "alice", f"partner{n}", open_max=3) for n in range(6)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, TooManyOpenCallsError)]
+    assert len(refused) == 3, results
+    assert len(await calls.list_for_user("alice")) == 3
 
 
 #: (state, opens_at, closes_at, live_at, ends_at) in seconds from ``now``, due?

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from persistence.calls import CallStore
+from persistence.calls import CallStore, TooManyOpenCallsError
 from persistence.chat import MessageStore, RoomStore
 from persistence.gifts import GiftBox, GiftKind, GiftStore
 from persistence.migrate import upgrade
@@ -239,6 +239,19 @@ async def test_a_special_gift_is_stored_with_its_call(
     assert (call.caller_id, call.callee_id, call.state) == ("alice", "bob", CallState.SCHEDULED)
     assert await calls.get(call.id) == call
     assert await gifts.get(gift.id) == gift
+
+
+async def test_a_special_gift_over_the_booking_quota_stores_nothing(
+    chat_sql_stores: tuple[RoomStore, GiftStore, CallStore],
+) -> None:
+    _, gifts, calls = chat_sql_stores
+    at = utcnow().replace(microsecond=0) + timedelta(hours=1)
+    window = {"scheduled_at": at, "opens_at": at, "closes_at": at + timedelta(minutes=10)}
+    await gifts.create_with_call("alice", "bob", "one", **window, open_max=1)
+    with pytest.raises(TooManyOpenCallsError):
+        await gifts.create_with_call("alice", "bob", "two", **window, open_max=1)
+    assert len(await calls.list_for_user("alice")) == 1
+    assert [g.message for g in await gifts.list_for_user("alice", GiftBox.SENT)] == ["one"]
 
 
 async def test_a_failed_special_gift_leaves_no_call(tmp_path: Path) -> None:
