@@ -46,6 +46,9 @@ _LIFECYCLE = frozenset({"connect", "disconnect"})
 #: Event names a client may not send: python-socketio would hand them to the
 #: lifecycle handlers, which cannot tell them from a real connect/disconnect.
 _RESERVED = frozenset({*_LIFECYCLE, "connect_error"})
+#: The client address of a new connection's handshake request, worked out
+#: once at the door and counted under it once the connection opens.
+_CLIENT_ADDRESS = web.RequestKey("giftcall_client_address", str)
 
 
 class GuardedServer(FencedServer):
@@ -105,7 +108,7 @@ class GuardedServer(FencedServer):
         if request.method == "GET" and "sid" not in request.query:
             # A new Engine.IO connection: refused at the door while its
             # address holds its share of connections without a token.
-            address = self.client_addresses.of(request)
+            address = request[_CLIENT_ADDRESS] = self.client_addresses.of(request)
             if self.pending.full(address):
                 logger.info(
                     "connection refused: %d connections outside a namespace from one address",
@@ -183,7 +186,7 @@ class GuardedServer(FencedServer):
 
     def engineio_connected(self, eio_sid: str, environ: dict[str, Any]) -> None:
         request = environ.get("aiohttp.request")
-        address = self.client_addresses.of(request) if request is not None else ""
+        address = request.get(_CLIENT_ADDRESS, "") if request is not None else ""
         self.pending.opened(eio_sid, address)
         self.expect_namespace(eio_sid)
 
