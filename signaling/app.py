@@ -52,7 +52,7 @@ from signaling.push.sender import WebPushSender
 from signaling.push.subscriptions import PushSubscriptions
 from signaling.push.vapid import VapidKeys
 from signaling.quotas import QuotaRules, Quotas
-from signaling.socketio_fence import PooledRedisManager
+from signaling.socketio_fence import IndexedAsyncManager, PooledRedisManager
 from signaling.webhooks import janus as janus_webhook
 from signaling.webhooks import openvidu as openvidu_webhook
 from signaling.webhooks.openvidu import MEDIA
@@ -114,7 +114,7 @@ def create_sio(settings: Settings) -> GuardedServer:
         ping_interval=settings.ping_interval_s,
         ping_timeout=settings.ping_timeout_s,
         # Several processes: events to connections elsewhere travel over Redis.
-        client_manager=redis_manager(settings) if settings.redis_url else None,
+        client_manager=redis_manager(settings) if settings.redis_url else IndexedAsyncManager(),
     )
     sio.eio.async_handlers = False
     return sio

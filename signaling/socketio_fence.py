@@ -15,6 +15,14 @@ reached), and with public hooks for the policy, which lives in
   an Engine.IO connection opened / closed (after the namespaces' handlers);
 - ``send_socketio_packet(eio_sid, pkt)``: one packet to one connection.
 
+``IndexedRooms`` is mixed into python-socketio's managers
+(``IndexedAsyncManager`` for one process, ``PooledRedisManager`` for
+several): it keeps the rooms of each connection, so that a disconnect leaves
+its own rooms instead of walking every room of the namespace (the library's
+``basic_disconnect`` copies and scans them all: every connection has a room
+of its own, so each disconnect cost time in proportion to the sockets
+connected).
+
 ``PooledRedisManager`` is python-socketio's ``AsyncRedisManager`` whose
 ``_redis_connect`` builds the client of a ``redis://`` or ``rediss://`` URL
 from a pool the caller makes; every other scheme (sentinel, valkey, unix) is
@@ -148,12 +156,69 @@ class FencedServer(socketio.AsyncServer):
             )
 
 
+class IndexedRooms:
+    """A python-socketio manager mix-in: each connection's rooms, indexed.
+
+    python-socketio keeps ``rooms[namespace][room]`` (a bidict of sid to
+    Engine.IO sid) and finds a connection's rooms by scanning every room of
+    the namespace. Every room change goes through ``basic_enter_room`` and
+    ``basic_leave_room`` (``basic_close_room`` too), which keep the index;
+    ``basic_disconnect`` and ``get_rooms`` read it instead of scanning.
+    """
+
+    rooms: dict[str, dict[Any, Any]]
+    callbacks: dict[str, Any]
+    pending_connect: dict[str, list[str]]
+    pending_disconnect: dict[str, list[str]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: (namespace, sid) -> the connection's rooms, in the order entered
+        #: (``None``, the namespace's room of every connection, included)
+        self._rooms_of: dict[tuple[str, str], dict[Any, None]] = {}
+
+    def basic_enter_room(
+        self, sid: str, namespace: str, room: Any, eio_sid: str | None = None
+    ) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
+        self._rooms_of.setdefault((namespace, sid), {})[room] = None
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        rooms = self._rooms_of.get((namespace, sid))
+        if rooms is not None:
+            rooms.pop(room, None)
+            if not rooms:
+                del self._rooms_of[(namespace, sid)]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """The library's, with its scan of every room replaced by the index."""
+        if namespace not in self.rooms:
+            return
+        for room in list(self._rooms_of.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            sids = pending.get(namespace)
+            if sids is not None and sid in sids:
+                sids.remove(sid)
+                if not sids:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return [room for room in self._rooms_of.get((namespace, sid), ()) if room is not None]
+
+
+class IndexedAsyncManager(IndexedRooms, socketio.AsyncManager):
+    """python-socketio's manager of one process, with indexed rooms."""
+
+
 #: Builds the Redis client of a ``redis://``/``rediss://`` URL with the
 #: manager's ``redis_options``.
 RedisClientFactory = Callable[[str, dict[str, Any]], Any]
 
 
-class PooledRedisManager(socketio.AsyncRedisManager):
+class PooledRedisManager(IndexedRooms, socketio.AsyncRedisManager):
     """python-socketio's Redis manager with the client of plain Redis URLs
     built by ``client_for`` (the server's: a bounded pool that makes a burst
     of publishes wait; the library's default pool fails past its limit with

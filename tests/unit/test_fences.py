@@ -424,3 +424,126 @@ def test_the_pooled_redis_manager_builds_plain_urls_with_the_servers_client() ->
     assert len(built) == 1
     assert type(sentinel.redis).__name__ == "Redis"
     assert "Sentinel" in type(sentinel.redis.connection_pool).__name__
+
+
+# ------------------------------------------------------ the rooms' index
+
+
+class _Ids:
+    """The ``server.eio.generate_id`` a manager asks for a new sid."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def generate_id(self) -> str:
+        self.count += 1
+        return f"s{self.count}"
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.eio = _Ids()
+        self.packet_class = socketio.packet.Packet
+
+
+def _manager(kind: type[socketio.AsyncManager]) -> socketio.AsyncManager:
+    manager = kind()
+    manager.set_server(_Server())
+    return manager
+
+
+def test_the_disconnect_the_index_replaces_is_the_librarys() -> None:
+    """``IndexedRooms.basic_disconnect`` does what the library's does after
+    its scan of the namespace's rooms (callbacks, pending lists): if the
+    library's changes, bring the change into the fence and update this pin."""
+    original = socketio.base_manager.BaseManager.basic_disconnect
+    assert fingerprint(original) == "badf3313db9ad2e1", source(original)
+
+
+async def test_indexed_rooms_end_where_the_librarys_rooms_end() -> None:
+    """The same connects, room changes and disconnects, through the
+    manager's public methods, on the library's manager and on the indexed
+    one: the same rooms, callbacks and pending lists after every step, and
+    the same answer to ``get_rooms``. Fails if a new version changes rooms
+    other than through ``basic_enter_room`` and ``basic_leave_room``."""
+    import random
+
+    plain = _manager(socketio.AsyncManager)
+    indexed = _manager(socketio_fence.IndexedAsyncManager)
+    pick = random.Random(7)
+    namespaces = ["/call", "/chat"]
+    live: list[tuple[str, str]] = []  # (namespace, sid), the same on both
+    for step in range(3000):
+        roll = pick.random()
+        if roll < 0.25 or not live:
+            namespace = pick.choice(namespaces)
+            eio_sid = f"e{step}"
+            sids = {await m.connect(eio_sid, namespace) for m in (plain, indexed)}
+            assert len(sids) == 1
+            sid = sids.pop()
+            live.append((namespace, sid))
+        else:
+            namespace, sid = pick.choice(live)
+            room = f"r{pick.randrange(40)}"
+            for m in (plain, indexed):
+                if roll < 0.55:
+                    await m.enter_room(sid, namespace, room)
+                elif roll < 0.7:
+                    await m.leave_room(sid, namespace, room)
+                elif roll < 0.73:
+                    await m.close_room(room, namespace)
+                elif roll < 0.78:
+                    m._generate_ack_id(sid, lambda *args: None)
+                elif roll < 0.8:
+                    m.pre_disconnect(sid, namespace)
+                else:
+                    await m.disconnect(sid, namespace)
+            if roll >= 0.8:
+                live.remove((namespace, sid))
+        assert plain.rooms == indexed.rooms
+        assert plain.callbacks.keys() == indexed.callbacks.keys()
+        assert plain.pending_connect == indexed.pending_connect
+        assert plain.pending_disconnect == indexed.pending_disconnect
+        if (namespace, sid) in live:  # the connection this step touched
+            assert sorted(plain.get_rooms(sid, namespace)) == sorted(
+                indexed.get_rooms(sid, namespace)
+            )
+    assert live  # the walk kept some connections to the end
+    for namespace, sid in live:
+        # (in any order: the library's follows when each room was made)
+        assert sorted(plain.get_rooms(sid, namespace)) == sorted(indexed.get_rooms(sid, namespace))
+
+
+class _NoScan(dict[Any, Any]):
+    """A namespace's rooms that refuse to be scanned."""
+
+    def copy(self) -> dict[Any, Any]:
+        raise AssertionError("a disconnect scanned every room of the namespace")
+
+    def items(self) -> Any:
+        raise AssertionError("get_rooms scanned every room of the namespace")
+
+
+async def test_a_disconnect_leaves_its_own_rooms_without_scanning_the_others() -> None:
+    for kind, scans in ((socketio.AsyncManager, True), (socketio_fence.IndexedAsyncManager, False)):
+        manager = _manager(kind)
+        sids = [await manager.connect(f"e{i}", "/call") for i in range(3)]
+        await manager.enter_room(sids[0], "/call", "user:alice")
+        manager.rooms["/call"] = _NoScan(manager.rooms["/call"])
+        try:
+            assert manager.get_rooms(sids[0], "/call") == [sids[0], "user:alice"]
+            await manager.disconnect(sids[0], "/call")
+        except AssertionError:
+            assert scans  # the library's own manager does scan: the reason for the index
+            continue
+        assert not scans
+        assert set(manager.rooms["/call"]) == {None, sids[1], sids[2]}
+
+
+def test_both_managers_the_server_uses_index_their_rooms() -> None:
+    assert issubclass(PooledRedisManager, socketio_fence.IndexedRooms)
+    from signaling.app import create_sio
+    from signaling.config import Settings
+
+    sio = create_sio(Settings(jwt_secret="x" * 32))
+    assert isinstance(sio.manager, socketio_fence.IndexedAsyncManager)
