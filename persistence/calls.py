@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,21 @@ logger = logging.getLogger(__name__)
 
 #: Decides the change to make to a freshly read call, or ``None`` for none.
 Decision = Callable[[CallRecord], CallChanges | None]
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A notification of a call, stored in the same transaction as a change
+    of the call (its ``call_id`` is the call's)."""
+
+    user_id: str
+    kind: str
+    payload: dict[str, Any]
+
+
+#: The notifications a change stores with it, made from the call as written
+#: (none: an empty sequence).
+NoticesOf = Callable[[CallRecord], Sequence[NewNotification]]
 
 #: Compare-and-set attempts before giving up; each attempt re-reads the call,
 #: so only a storm of writers on one call could exhaust them.
@@ -73,11 +89,16 @@ class CallStore(abc.ABC):
         closes_at: datetime,
         *,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> CallRecord:
         """Insert a call in state ``scheduled``; with ``open_max``, only if
         the caller has fewer calls than that which are not over (in no final
         state), counted in the same transaction: otherwise raise
-        :class:`TooManyOpenCallsError` and store nothing."""
+        :class:`TooManyOpenCallsError` and store nothing.
+
+        ``opened``: the join window is open already, so the call is inserted
+        ``open``, with these notifications in the same transaction (what the
+        timer's opening of the window would have stored)."""
 
     @abc.abstractmethod
     async def get(self, call_id: int) -> CallRecord | None: ...
@@ -89,11 +110,14 @@ class CallStore(abc.ABC):
         """The user's calls, newest ``scheduled_at`` first."""
 
     @abc.abstractmethod
-    async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
-        """Apply ``changes`` if the stored version is still ``call.version``.
+    async def transition(
+        self, call: CallRecord, changes: CallChanges, notices: NoticesOf | None = None
+    ) -> CallRecord | None:
+        """Apply ``changes`` if the stored version is still ``call.version``,
+        and store ``notices`` of the updated record in the same transaction.
 
         Returns the updated record, or ``None`` when somebody else changed the
-        call first (the caller re-reads and decides again).
+        call first (the caller re-reads and decides again; nothing stored).
         """
 
     async def update(
@@ -105,13 +129,15 @@ class CallStore(abc.ABC):
         known: CallRecord | None = None,
         checked: bool = False,
         told: bool = False,
+        notices: NoticesOf | None = None,
     ) -> tuple[CallRecord | None, CallRecord | None]:
         """Read the call, let ``decide`` pick a change, write it with
         compare-and-set, and retry on a lost race.
 
         ``known`` is a record the caller just read or wrote: the first attempt
         decides on it without a read (a stale one only costs a failed
-        compare-and-set). "No change" is only ever concluded on a fresh read.
+        compare-and-set). "No change" and an illegal transition are only ever
+        concluded on a fresh read.
         ``checked``: ``decide`` validated its change against
         :data:`ALLOWED_TRANSITIONS` itself (a composite of several steps).
 
@@ -120,6 +146,8 @@ class CallStore(abc.ABC):
         logged here, once, whoever made it; ``told``: it was decided and
         logged already where users were told of it, so its write is logged
         at DEBUG only (a transition is an INFO line once, not twice).
+        ``notices``: notifications of the change, stored with the write that
+        wins (:meth:`transition`), made from the record it wrote.
         """
         recent = self._recent_writes
         if known is None:
@@ -128,20 +156,29 @@ class CallStore(abc.ABC):
             before = known if known is not None else await self.get(call_id)
             if before is None:
                 return None, None
-            changes = decide(before)
+            try:
+                changes = decide(before)
+                if (
+                    changes is not None
+                    and not checked
+                    and changes.state is not before.state
+                    and changes.state not in ALLOWED_TRANSITIONS[before.state]
+                ):
+                    raise IllegalTransitionError(
+                        f"call {call_id}: {before.state} -> {changes.state}"
+                    )
+            except IllegalTransitionError:
+                if known is None:
+                    raise
+                known = None  # decided on a stale guess: decide again on a fresh read
+                continue
             if changes is None:
                 if known is not None:
                     known = None
                     continue
                 return before, None
-            if (
-                not checked
-                and changes.state is not before.state
-                and changes.state not in ALLOWED_TRANSITIONS[before.state]
-            ):
-                raise IllegalTransitionError(f"call {call_id}: {before.state} -> {changes.state}")
             known = None
-            after = await self.transition(before, changes)
+            after = await self.transition(before, changes, notices)
             if after is None:
                 recent.pop(call_id, None)
             else:
@@ -185,14 +222,6 @@ class NotificationStore(abc.ABC):
     async def add(
         self, user_id: str, kind: str, call_id: int | None, payload: dict[str, Any]
     ) -> Notification: ...
-
-    async def add_each(
-        self, kind: str, call_id: int | None, payloads: Mapping[str, dict[str, Any]]
-    ) -> None:
-        """One notification per user of ``payloads`` (user id → payload), as
-        ``add`` makes them; a backend may write them all at once."""
-        for user_id, payload in payloads.items():
-            await self.add(user_id, kind, call_id, payload)
 
     @abc.abstractmethod
     async def list_for_user(

@@ -99,7 +99,8 @@ async def open_stores(
     and make sure their schema exists. Chat messages go to ``message_store_url``
     when it is set (``mongodb://…``), else to the same database."""
     if database_url.startswith("memory:"):
-        memory_calls = MemoryCallStore()
+        memory_notifications = MemoryNotificationStore()
+        memory_calls = MemoryCallStore(memory_notifications)
         messages = (
             await open_message_store(message_store_url)
             if message_store_url
@@ -107,7 +108,7 @@ async def open_stores(
         )
         return Stores(
             calls=memory_calls,
-            notifications=MemoryNotificationStore(),
+            notifications=memory_notifications,
             questions=CachedQuestionStore(MemoryQuestionStore()),
             presence=open_presence(redis_url, redis_prefix),
             rooms=MemoryRoomStore(),

@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from persistence.calls import NoticesOf
 from persistence.models import CallRecord
 
 #: A gift's message is at most this many characters.
@@ -56,11 +57,14 @@ class GiftStore(abc.ABC):
         opens_at: datetime,
         closes_at: datetime,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> tuple[Gift, CallRecord]:
         """Insert a special gift and its call (state ``scheduled``, the sender
         as caller) in one transaction: both are stored or neither is. With
         ``open_max``, as :meth:`CallStore.create`: :class:`TooManyOpenCallsError`
-        and nothing stored when the sender has that many calls not over."""
+        and nothing stored when the sender has that many calls not over.
+        ``opened``, as :meth:`CallStore.create`: the call is inserted ``open``
+        with these notifications, in the same transaction."""
 
     @abc.abstractmethod
     async def get(self, gift_id: int) -> Gift | None: ...

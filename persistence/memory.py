@@ -7,13 +7,19 @@ import dataclasses
 import itertools
 import random
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from persistence.calls import CallStore, NotificationStore, TooManyOpenCallsError
+from persistence.calls import (
+    CallStore,
+    NewNotification,
+    NoticesOf,
+    NotificationStore,
+    TooManyOpenCallsError,
+)
 from persistence.chat import (
     ChatMessage,
     ChatRoom,
@@ -40,10 +46,13 @@ from persistence.questions import QuestionStore
 
 
 class MemoryCallStore(CallStore):
-    def __init__(self) -> None:
+    def __init__(self, notifications: MemoryNotificationStore | None = None) -> None:
         super().__init__()
         self._calls: dict[int, CallRecord] = {}
         self._ids = itertools.count(1)
+        #: where the notifications stored with a change go (the server's
+        #: notification store; a store of its own when not given)
+        self._notifications = notifications or MemoryNotificationStore()
 
     async def create(
         self,
@@ -54,6 +63,7 @@ class MemoryCallStore(CallStore):
         closes_at: datetime,
         *,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> CallRecord:
         if open_max and self._count_open_booked(caller_id) >= open_max:
             raise TooManyOpenCallsError(caller_id)
@@ -64,9 +74,11 @@ class MemoryCallStore(CallStore):
             scheduled_at=as_utc(scheduled_at),
             opens_at=as_utc(opens_at),
             closes_at=as_utc(closes_at),
-            state=CallState.SCHEDULED,
+            state=CallState.SCHEDULED if opened is None else CallState.OPEN,
         )
         self._calls[call.id] = call
+        if opened is not None:
+            self._notifications.keep(call.id, opened(call))
         self._remember(call)
         return call
 
@@ -82,12 +94,16 @@ class MemoryCallStore(CallStore):
         mine.sort(key=lambda c: (c.scheduled_at, c.id), reverse=True)
         return mine[:limit]
 
-    async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+    async def transition(
+        self, call: CallRecord, changes: CallChanges, notices: NoticesOf | None = None
+    ) -> CallRecord | None:
         current = self._calls.get(call.id)
         if current is None or current.version != call.version:
             return None
         updated = apply_changes(current, changes)
         self._calls[call.id] = updated
+        if notices is not None:
+            self._notifications.keep(call.id, notices(updated))
         return updated
 
     async def list_unfinished(self) -> list[CallRecord]:
@@ -116,6 +132,15 @@ class MemoryNotificationStore(NotificationStore):
         item = Notification(next(self._ids), user_id, kind, call_id, dict(payload), utcnow())
         self._items.append(item)
         return item
+
+    def keep(self, call_id: int, notices: Sequence[NewNotification]) -> None:
+        """Store the notifications of a call's change (``MemoryCallStore``'s)."""
+        now = utcnow()
+        for notice in notices:
+            item = Notification(
+                next(self._ids), notice.user_id, notice.kind, call_id, dict(notice.payload), now
+            )
+            self._items.append(item)
 
     async def list_for_user(
         self, user_id: str, limit: int = 50, before_id: int | None = None
@@ -335,10 +360,17 @@ class MemoryGiftStore(GiftStore):
         opens_at: datetime,
         closes_at: datetime,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> tuple[Gift, CallRecord]:
         # Nothing between the two inserts can fail or yield to another task.
         call = await self._calls.create(
-            sender_id, receiver_id, scheduled_at, opens_at, closes_at, open_max=open_max
+            sender_id,
+            receiver_id,
+            scheduled_at,
+            opens_at,
+            closes_at,
+            open_max=open_max,
+            opened=opened,
         )
         gift = Gift(
             next(self._ids),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from persistence.calls import NewNotification
 from persistence.models import CallRecord
 
 
@@ -13,9 +15,13 @@ class Notifier(Protocol):
     Implemented by ``signaling``; the scheduler never imports it.
     """
 
+    def call_soon_notices(self, call: CallRecord) -> Sequence[NewNotification]:
+        """The ``call_soon`` notifications of the window's opening, stored in
+        the transaction that opens it."""
+
     async def call_soon(self, call: CallRecord) -> None:
-        """The join window opened: store each user's ``call_soon``
-        notification and tell their connections (one payload for both)."""
+        """The join window opened (its notifications are stored): tell the
+        users' connections, and get the media ready."""
 
     async def call_ended(self, call: CallRecord) -> None:
         """The call reached a final state (``call.state``/``call.end_reason``)."""

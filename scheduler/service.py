@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from persistence.calls import CallStore
+from persistence.calls import CallStore, NewNotification
 from persistence.models import CallChanges, CallRecord, CallState, utcnow
 from scheduler.jobs import IN_CALL_STATES, due_change, next_deadline
 from scheduler.ports import ChangeAnnouncer, LatenessObserver, NoPush, Notifier, PushNotices
@@ -179,6 +180,26 @@ class CallTimers:
             self.arm(current, changed=changed)
         return current
 
+    def window_notices(self, call: CallRecord) -> Sequence[NewNotification]:
+        """What a call's opening stores (a call booked inside its window is
+        inserted ``open`` with these: ``CallStore.create``'s ``opened``)."""
+        return self._notifier.call_soon_notices(call)
+
+    async def opened(self, call: CallRecord) -> None:
+        """A call booked inside its window, stored ``open`` with
+        :meth:`window_notices`: tell its users, as the timer would have when
+        opening it, and arm its job."""
+        try:
+            await self._announce("open", call)
+        except Exception:
+            # The booking stands: the users read the stored notification.
+            logger.exception(
+                "announcing the window of call %s failed",
+                call.id,
+                extra={"event": "timers.failed", "call_id": call.id},
+            )
+        self.arm(call)
+
     def heard(self, call_id: int, state: CallState, deadline: datetime | None) -> None:
         """Another process changed the call and announced its state and next
         deadline: arm this process's job from that, with no read."""
@@ -204,7 +225,13 @@ class CallTimers:
             kinds.append(due[0])  # on a lost race the last decision is the one written
             return due[1]
 
-        before, after = await self._calls.update(call_id, decide, cause="timer", known=known)
+        def notices(call: CallRecord) -> Sequence[NewNotification]:
+            # The window's notifications are stored in the transaction that opens it.
+            return self.window_notices(call) if kinds[-1] == "open" else ()
+
+        before, after = await self._calls.update(
+            call_id, decide, cause="timer", known=known, notices=notices
+        )
         if after is None:
             return None, before
         return kinds[-1], after

@@ -343,7 +343,6 @@ async def run_services(
         rules = call_rules(settings)
         machine = CallMachine(
             calls=stores.calls,
-            notifications=stores.notifications,
             presence=stores.presence,
             questions=stores.questions,
             connections=connections,

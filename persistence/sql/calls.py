@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +10,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from persistence.calls import CallStore, NotificationStore, TooManyOpenCallsError
+from persistence.calls import (
+    CallStore,
+    NewNotification,
+    NoticesOf,
+    NotificationStore,
+    TooManyOpenCallsError,
+)
 from persistence.models import (
     DEADLINES,
     FINAL_STATES,
@@ -56,37 +62,63 @@ async def insert_call(
     closes_at: datetime,
     created_at: datetime,
     open_max: int = 0,
+    opened: NoticesOf | None = None,
 ) -> CallRecord:
     """Insert a call in state ``scheduled`` in the caller's transaction: the
     one insert of a call, whether alone or with the gift that schedules it.
     With ``open_max``, first count the caller's calls that are not over, in
-    the same transaction (``CallStore.create``)."""
+    the same transaction; with ``opened``, insert it ``open`` with those
+    notifications (``CallStore.create``)."""
     if open_max:
         booked = (await conn.execute(_COUNT_OPEN_BOOKED, {"caller_id": caller_id})).scalar_one()
         if booked >= open_max:
             raise TooManyOpenCallsError(caller_id)
+    state = CallState.SCHEDULED if opened is None else CallState.OPEN
     values = {
         "caller_id": caller_id,
         "callee_id": callee_id,
         "scheduled_at": scheduled_at,
         "opens_at": opens_at,
         "closes_at": closes_at,
-        "state": CallState.SCHEDULED.value,
+        "state": state.value,
         "version": 1,
         "created_at": created_at,
     }
     result = await conn.execute(calls_table.insert(), values)
     # No read-back: the row is exactly these values and the new id.
-    return CallRecord(
+    call = CallRecord(
         id=int(result.inserted_primary_key[0]),  # type: ignore[index]
         caller_id=caller_id,
         callee_id=callee_id,
         scheduled_at=as_utc(scheduled_at),
         opens_at=as_utc(opens_at),
         closes_at=as_utc(closes_at),
-        state=CallState.SCHEDULED,
+        state=state,
         created_at=as_utc(created_at),
     )
+    if opened is not None:
+        await insert_notices(conn, call.id, opened(call))
+    return call
+
+
+async def insert_notices(
+    conn: AsyncConnection, call_id: int | None, notices: Sequence[NewNotification]
+) -> None:
+    """Insert notifications in the caller's transaction (one executemany)."""
+    if not notices:
+        return
+    created_at = datetime.now(UTC)
+    rows = [
+        {
+            "user_id": notice.user_id,
+            "kind": notice.kind,
+            "call_id": call_id,
+            "payload": orjson.dumps(notice.payload).decode(),
+            "created_at": created_at,
+        }
+        for notice in notices
+    ]
+    await conn.execute(notifications_table.insert(), rows)
 
 
 # Built once: constructing a statement costs more than running it on SQLite.
@@ -162,6 +194,7 @@ class SqlCallStore(CallStore):
         closes_at: datetime,
         *,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> CallRecord:
         async def insert() -> CallRecord:
             async with self._engine.begin() as conn:
@@ -174,6 +207,7 @@ class SqlCallStore(CallStore):
                     closes_at=closes_at,
                     created_at=datetime.now(UTC),
                     open_max=open_max,
+                    opened=opened,
                 )
 
         call: CallRecord = await transaction_attempts("call.create", caller_id=caller_id)(insert)
@@ -200,7 +234,9 @@ class SqlCallStore(CallStore):
             rows = (await conn.execute(query)).all()
         return [call_from_row(r) for r in rows]
 
-    async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+    async def transition(
+        self, call: CallRecord, changes: CallChanges, notices: NoticesOf | None = None
+    ) -> CallRecord | None:
         # One UPDATE, no read-back: the new record is what apply_changes makes
         # of the version that matched.
         updated = apply_changes(call, changes)
@@ -217,7 +253,11 @@ class SqlCallStore(CallStore):
         }
         async with self._engine.begin() as conn:
             result = await conn.execute(_CALL_CAS, params)
-        return updated if result.rowcount == 1 else None
+            if result.rowcount != 1:
+                return None
+            if notices is not None:
+                await insert_notices(conn, call.id, notices(updated))
+        return updated
 
     async def list_unfinished(self) -> list[CallRecord]:
         finals = [s.value for s in FINAL_STATES]
@@ -259,24 +299,6 @@ class SqlNotificationStore(NotificationStore):
             )
         new_id = result.inserted_primary_key[0]  # type: ignore[index]
         return Notification(new_id, user_id, kind, call_id, dict(payload), created_at)
-
-    async def add_each(
-        self, kind: str, call_id: int | None, payloads: Mapping[str, dict[str, Any]]
-    ) -> None:
-        # One transaction and one executemany for every user (a call's two).
-        created_at = datetime.now(UTC)
-        rows = [
-            {
-                "user_id": user_id,
-                "kind": kind,
-                "call_id": call_id,
-                "payload": orjson.dumps(payload).decode(),
-                "created_at": created_at,
-            }
-            for user_id, payload in payloads.items()
-        ]
-        async with self._engine.begin() as conn:
-            await conn.execute(notifications_table.insert(), rows)
 
     async def list_for_user(
         self, user_id: str, limit: int = 50, before_id: int | None = None

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from persistence.calls import NoticesOf
 from persistence.gifts import Gift, GiftBox, GiftKind, GiftStore
 from persistence.models import CallRecord
 from persistence.sql.calls import insert_call
@@ -62,6 +63,7 @@ class SqlGiftStore(GiftStore):
         opens_at: datetime,
         closes_at: datetime,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> tuple[Gift, CallRecord]:
         async def insert_both() -> tuple[Gift, CallRecord]:
             now = datetime.now(UTC)
@@ -75,6 +77,7 @@ class SqlGiftStore(GiftStore):
                     closes_at=closes_at,
                     created_at=now,
                     open_max=open_max,
+                    opened=opened,
                 )
                 gift = await self._insert(
                     conn,

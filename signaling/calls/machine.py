@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from persistence.calls import CallStore, NotificationStore
+from persistence.calls import CallStore
 from persistence.models import (
     FINAL_STATES,
     CallChanges,
@@ -78,7 +78,6 @@ class CallMachine:
         self,
         *,
         calls: CallStore,
-        notifications: NotificationStore,
         presence: PresenceStore,
         questions: QuestionStore,
         connections: JoinedConnections,
@@ -119,7 +118,6 @@ class CallMachine:
         self.timers = open_timers(
             CallNotifier(
                 held=self.held,
-                notifications=notifications,
                 media=self.media,
                 outbox=outbox,
                 finish=self.finish,

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from persistence.calls import CallStore, NotificationStore, TooManyOpenCallsError
+from persistence.calls import CallStore, NoticesOf, NotificationStore, TooManyOpenCallsError
 from persistence.models import (
     PRE_LIVE_STATES,
     CallChanges,
@@ -28,9 +28,10 @@ from signaling.quotas import Quotas
 logger = logging.getLogger(__name__)
 
 
-#: Stores a new call given its window (opens_at, closes_at) and the booking
-#: quota (open_max, as CallStore.create); see CallService.schedule.
-CreateCall = Callable[[datetime, datetime, int], Awaitable[CallRecord]]
+#: Stores a new call given its window (opens_at, closes_at), the booking
+#: quota and what to store if the window is open already (open_max and
+#: opened, as CallStore.create); see CallService.schedule.
+CreateCall = Callable[[datetime, datetime, int, NoticesOf | None], Awaitable[CallRecord]]
 
 
 class CallService:
@@ -88,13 +89,22 @@ class CallService:
         opens_at, closes_at = window_for(
             scheduled_at, self._rules.notify_before_s, self._rules.join_grace_s
         )
+        # Booked inside its window: the call is born open, its notifications
+        # in the insert's transaction (one transaction, not three).
+        opened = self._timers.window_notices if opens_at <= now else None
         try:
             if create is None:
                 call = await self._calls.create(
-                    caller_id, partner_id, scheduled_at, opens_at, closes_at, open_max=open_max
+                    caller_id,
+                    partner_id,
+                    scheduled_at,
+                    opens_at,
+                    closes_at,
+                    open_max=open_max,
+                    opened=opened,
                 )
             else:
-                call = await create(opens_at, closes_at, open_max)
+                call = await create(opens_at, closes_at, open_max, opened)
         except TooManyOpenCallsError:
             assert self._quotas is not None  # open_max is 0 without quotas
             raise self._quotas.too_many_open_calls() from None
@@ -103,9 +113,8 @@ class CallService:
             call.id,
             extra={"event": "call.scheduled", "call_id": call.id, "caller": caller_id},
         )
-        if opens_at <= now:
-            # The window is already open: open it now rather than at the next tick.
-            call = await self._timers.fire(call.id) or call
+        if opened is not None:
+            await self._timers.opened(call)
         else:
             self._timers.arm(call)
         return call

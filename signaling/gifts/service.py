@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from persistence.calls import NoticesOf
 from persistence.gifts import Gift, GiftBox, GiftKind, GiftStore
 from persistence.models import CallRecord, utcnow
 from signaling.calls.service import CallService
@@ -75,7 +76,9 @@ class GiftService:
     ) -> Gift:
         made: list[Gift] = []
 
-        async def create(opens_at: datetime, closes_at: datetime, open_max: int) -> CallRecord:
+        async def create(
+            opens_at: datetime, closes_at: datetime, open_max: int, opened: NoticesOf | None
+        ) -> CallRecord:
             gift, call = await self._gifts.create_with_call(
                 sender_id,
                 receiver_id,
@@ -84,6 +87,7 @@ class GiftService:
                 opens_at=opens_at,
                 closes_at=closes_at,
                 open_max=open_max,
+                opened=opened,
             )
             made.append(gift)
             return call

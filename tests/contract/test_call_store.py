@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from persistence.calls import CallStore, TooManyOpenCallsError
+from persistence.calls import CallStore, NewNotification, NoticesOf, TooManyOpenCallsError
+from persistence.factory import Stores
 from persistence.models import (
     ALLOWED_TRANSITIONS,
     FINAL_STATES,
@@ -57,9 +58,16 @@ class YieldingCallStore(CallStore):
         closes_at: datetime,
         *,
         open_max: int = 0,
+        opened: NoticesOf | None = None,
     ) -> CallRecord:
         return await self.inner.create(
-            caller_id, callee_id, scheduled_at, opens_at, closes_at, open_max=open_max
+            caller_id,
+            callee_id,
+            scheduled_at,
+            opens_at,
+            closes_at,
+            open_max=open_max,
+            opened=opened,
         )
 
     async def get(self, call_id: int) -> CallRecord | None:
@@ -70,9 +78,11 @@ class YieldingCallStore(CallStore):
     async def list_for_user(self, user_id: str, limit: int = 100) -> list[CallRecord]:
         return await self.inner.list_for_user(user_id, limit)
 
-    async def transition(self, call: CallRecord, changes: CallChanges) -> CallRecord | None:
+    async def transition(
+        self, call: CallRecord, changes: CallChanges, notices: NoticesOf | None = None
+    ) -> CallRecord | None:
         await asyncio.sleep(0)  # writers deciding on a remembered record race here
-        after = await self.inner.transition(call, changes)
+        after = await self.inner.transition(call, changes, notices)
         self.lost_races += after is None
         return after
 
@@ -115,6 +125,70 @@ async def test_create_stores_a_scheduled_call_at_version_1(calls: CallStore) -> 
     assert call.end_reason is None
     assert before - ms(1) <= call.created_at <= utcnow() + ms(1)
     assert await calls.get(call.id) == call
+
+
+def soon_notices(call: CallRecord) -> list[NewNotification]:
+    """Notifications made from the call as written (its id and state)."""
+    payload = {"call_id": call.id, "state": call.state.value}
+    return [
+        NewNotification(call.caller_id, "call_soon", payload),
+        NewNotification(call.callee_id, "call_soon", {**payload, "to": "callee"}),
+    ]
+
+
+async def notices_of(stores: Stores, *users: str) -> list[tuple[str, str, int | None, Any]]:
+    found = [n for user in users for n in await stores.notifications.list_for_user(user)]
+    return sorted((n.user_id, n.kind, n.call_id, n.payload) for n in found)
+
+
+async def test_a_call_booked_open_is_stored_with_its_notifications(stores: Stores) -> None:
+    calls = stores.calls
+    call = await calls.create("alice", "bob", T0, T0 - ms(300), T0 + ms(600), opened=soon_notices)
+
+    assert call.state is CallState.OPEN and call.version == 1
+    assert await calls.get(call.id) == call
+    made = {"call_id": call.id, "state": "open"}
+    assert await notices_of(stores, "alice", "bob") == [
+        ("alice", "call_soon", call.id, made),
+        ("bob", "call_soon", call.id, {**made, "to": "callee"}),
+    ]
+    (read,) = await stores.notifications.list_for_user("alice")
+    assert read.created_at.utcoffset() == timedelta(0)
+
+
+async def test_a_booking_over_the_quota_stores_no_notification(stores: Stores) -> None:
+    await stores.calls.create("alice", "bob", T0, T0, T0 + ms(600), opened=soon_notices)
+    with pytest.raises(TooManyOpenCallsError):
+        await stores.calls.create(
+            "alice", "bob", T0, T0, T0 + ms(600), open_max=1, opened=soon_notices
+        )
+    assert len(await notices_of(stores, "alice", "bob")) == 2  # the first booking's
+
+
+async def test_notifications_are_stored_with_the_change_that_wins_only(stores: Stores) -> None:
+    calls = stores.calls
+    call = await create_call(calls, "alice", "bob")
+    open_ = CallChanges(state=CallState.OPEN)
+
+    # A decision of no change and a lost compare-and-set store nothing.
+    _, unchanged = await calls.update(call.id, lambda c: None, notices=soon_notices)
+    assert unchanged is None
+    winner = await calls.transition(call, open_)
+    assert await calls.transition(call, open_, soon_notices) is None
+    assert await notices_of(stores, "alice", "bob") == []
+
+    # The change that is written stores them, made from what it wrote.
+    waiting = CallChanges(state=CallState.WAITING)
+    _, after = await calls.update(call.id, lambda c: waiting, notices=soon_notices)
+    assert after is not None and winner is not None and after.version == winner.version + 1
+    made = {"call_id": call.id, "state": "waiting"}
+    assert await notices_of(stores, "alice", "bob") == [
+        ("alice", "call_soon", call.id, made),
+        ("bob", "call_soon", call.id, {**made, "to": "callee"}),
+    ]
+    # None to store is nothing stored.
+    await calls.update(call.id, lambda c: open_, notices=lambda c: ())
+    assert len(await notices_of(stores, "alice", "bob")) == 2
 
 
 async def test_ids_are_distinct_and_get_of_an_unknown_id_is_none(calls: CallStore) -> None:
@@ -205,6 +279,18 @@ async def test_update_without_a_decision_writes_nothing(calls: CallStore) -> Non
     call = await create_call(calls)
     assert await calls.update(call.id, lambda c: None) == (call, None)
     assert await calls.get(call.id) == call
+
+
+async def test_update_decides_again_on_a_fresh_read_when_its_guess_was_stale(
+    calls: CallStore,
+) -> None:
+    """The store's remembered record of a call that changed behind its back
+    (another process) makes a decision an illegal edge: that is a stale
+    guess, decided again on the stored record, not an error."""
+    call = await create_call(calls, "alice", "bob")
+    await calls.transition(call, CallChanges(state=CallState.OPEN))  # not remembered
+    _, after = await calls.update(call.id, lambda c: CallChanges(state=CallState.WAITING))
+    assert after is not None and after.state is CallState.WAITING and after.version == 3
 
 
 async def test_update_of_an_unknown_call_does_not_decide(calls: CallStore) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from persistence.calls import CallStore, TooManyOpenCallsError
+from persistence.calls import CallStore, NewNotification, TooManyOpenCallsError
 from persistence.chat import MessageStore, RoomStore
 from persistence.gifts import GiftBox, GiftKind, GiftStore
 from persistence.migrate import upgrade
-from persistence.models import CallState, utcnow
+from persistence.models import CallRecord, CallState, utcnow
 from persistence.sql import SqlCallStore, SqlGiftStore, create_engine
 from signaling.wire import message_wire
 from tests.contract import message_backends
@@ -239,6 +239,30 @@ async def test_a_special_gift_is_stored_with_its_call(
     assert (call.caller_id, call.callee_id, call.state) == ("alice", "bob", CallState.SCHEDULED)
     assert await calls.get(call.id) == call
     assert await gifts.get(gift.id) == gift
+
+
+async def test_a_special_gift_inside_its_window_is_stored_with_its_call_open(
+    chat_sql_stores: tuple[RoomStore, GiftStore, CallStore],
+) -> None:
+    _, gifts, calls = chat_sql_stores
+    at = utcnow().replace(microsecond=0) + timedelta(minutes=2)
+    made_from: list[CallRecord] = []
+
+    def opened(call: CallRecord) -> list[NewNotification]:
+        made_from.append(call)
+        return [NewNotification(call.callee_id, "call_soon", {"call_id": call.id})]
+
+    gift, call = await gifts.create_with_call(
+        "alice",
+        "bob",
+        "see you soon",
+        scheduled_at=at,
+        opens_at=at - timedelta(minutes=5),
+        closes_at=at + timedelta(minutes=10),
+        opened=opened,
+    )
+    assert call.state is CallState.OPEN and gift.call_id == call.id
+    assert made_from == [call] and await calls.get(call.id) == call
 
 
 async def test_a_special_gift_over_the_booking_quota_stores_nothing(

@@ -56,20 +56,3 @@ async def test_notifications_are_paged_by_id(notifications: NotificationStore) -
     assert page_ids(await notifications.list_for_user("alice", 2, want[3])) == want[4:]
     assert await notifications.list_for_user("alice", 2, want[4]) == []
     assert page_ids(await notifications.list_for_user("alice", 100, other.id + 1)) == want
-
-
-async def test_add_each_adds_one_notification_per_user(notifications: NotificationStore) -> None:
-    before = await notifications.add("carol", "call_soon", 1, {"call_id": 1})
-    await notifications.add_each(
-        "call_soon", 2, {"alice": {"call_id": 2, "partner_id": "bob"}, "bob": {"call_id": 2}}
-    )
-    (alice,) = await notifications.list_for_user("alice")
-    (bob,) = await notifications.list_for_user("bob")
-    assert (alice.kind, alice.call_id, alice.payload) == (
-        "call_soon",
-        2,
-        {"call_id": 2, "partner_id": "bob"},
-    )
-    assert (bob.kind, bob.call_id, bob.payload) == ("call_soon", 2, {"call_id": 2})
-    assert before.id < min(alice.id, bob.id) and alice.id != bob.id
-    assert alice.created_at.utcoffset() == timedelta(0)

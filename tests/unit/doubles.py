@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from persistence.calls import NewNotification
 from persistence.factory import Stores
 from persistence.models import CallRecord, utcnow
 from rtc_bridge.base import MediaEvents
@@ -102,6 +103,9 @@ class RecordingNotifier(_Recorder):
         self.calls.append(call)
         await self.record(self.TO, event, {"call_id": call.id, "state": call.state.value})
 
+    def call_soon_notices(self, call: CallRecord) -> list[NewNotification]:
+        return [NewNotification(call.caller_id, "call_soon", {"call_id": call.id})]
+
     async def call_soon(self, call: CallRecord) -> None:
         await self._note("call_soon", call)
 
@@ -141,7 +145,6 @@ class Harness:
         connections = JoinedConnections()
         machine = CallMachine(
             calls=calls,
-            notifications=stores.notifications,
             presence=stores.presence,
             questions=stores.questions,
             connections=connections,

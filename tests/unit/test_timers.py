@@ -50,6 +50,11 @@ async def test_firing_twice_opens_the_window_once(
     assert first is not None and first.state is CallState.OPEN
     assert second == first
     assert notifier.count("call_soon") == 1
+    # Its notifications are stored once, with the opening, made from the open call.
+    notes = await stores.notifications.list_for_user("alice")
+    assert [(n.kind, n.call_id, n.payload) for n in notes] == [
+        ("call_soon", call.id, {"call_id": call.id})
+    ]
 
 
 async def test_concurrent_fires_have_one_effect(
