@@ -34,6 +34,33 @@ class NewNotification:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Update:
+    """One call's change in :meth:`CallStore.update_each` (``update``'s arguments)."""
+
+    call_id: int
+    decide: Decision
+    cause: str = ""
+    #: ``decide`` validated its change against ALLOWED_TRANSITIONS itself
+    checked: bool = False
+
+
+def _decided(
+    call_id: int, decide: Decision, before: CallRecord, checked: bool
+) -> CallChanges | None:
+    """``decide``'s change of ``before``, refused unless it is an edge of
+    the state machine (or ``checked``: it checked its steps itself)."""
+    changes = decide(before)
+    if (
+        changes is not None
+        and not checked
+        and changes.state is not before.state
+        and changes.state not in ALLOWED_TRANSITIONS[before.state]
+    ):
+        raise IllegalTransitionError(f"call {call_id}: {before.state} -> {changes.state}")
+    return changes
+
+
 #: The notifications a change stores with it, made from the call as written
 #: (none: an empty sequence).
 NoticesOf = Callable[[CallRecord], Sequence[NewNotification]]
@@ -157,16 +184,7 @@ class CallStore(abc.ABC):
             if before is None:
                 return None, None
             try:
-                changes = decide(before)
-                if (
-                    changes is not None
-                    and not checked
-                    and changes.state is not before.state
-                    and changes.state not in ALLOWED_TRANSITIONS[before.state]
-                ):
-                    raise IllegalTransitionError(
-                        f"call {call_id}: {before.state} -> {changes.state}"
-                    )
+                changes = _decided(call_id, decide, before, checked)
             except IllegalTransitionError:
                 if known is None:
                     raise
@@ -182,24 +200,70 @@ class CallStore(abc.ABC):
             if after is None:
                 recent.pop(call_id, None)
             else:
-                self._remember(after)
-                logger.log(
-                    logging.DEBUG if told else logging.INFO,
-                    "call %s: %s -> %s",
-                    call_id,
-                    before.state.value,
-                    after.state.value,
-                    extra={
-                        "event": "call.transition",
-                        "call_id": call_id,
-                        "from": before.state.value,
-                        "to": after.state.value,
-                        "cause": cause,
-                        "reason": after.end_reason.value if after.end_reason else None,
-                    },
-                )
+                self._wrote(before, after, cause, told)
                 return before, after
         raise RuntimeError(f"call {call_id}: too many concurrent writers")
+
+    async def transition_each(
+        self, writes: Sequence[tuple[CallRecord, CallChanges]]
+    ) -> list[CallRecord | None]:
+        """:meth:`transition` of several calls (one write each), in one
+        transaction where the backend has them; each compare-and-set wins or
+        loses on its own. A failure fails them all (nothing written)."""
+        return [await self.transition(call, changes) for call, changes in writes]
+
+    async def update_each(
+        self, updates: Sequence[Update], *, told: bool = False
+    ) -> list[tuple[CallRecord, CallRecord] | None]:
+        """The first attempt of :meth:`update` for several calls at once (a
+        group commit): the changes decided on the records this process
+        remembers are written together (:meth:`transition_each`). Returns,
+        in the order of ``updates``, ``(before, after)`` for each written,
+        and ``None`` for each not written: no remembered record, a decision
+        that only a fresh read may make (no change, an illegal edge) or a
+        lost compare-and-set; the caller then runs ``update`` for it. A
+        failure writes nothing and raises."""
+        results: list[tuple[CallRecord, CallRecord] | None] = [None] * len(updates)
+        guessed: list[tuple[int, CallRecord, CallChanges]] = []
+        for index, request in enumerate(updates):
+            known = self._recent_writes.get(request.call_id)
+            if known is None:
+                continue
+            try:
+                changes = _decided(request.call_id, request.decide, known, request.checked)
+            except IllegalTransitionError:
+                continue
+            if changes is not None:
+                guessed.append((index, known, changes))
+        if not guessed:
+            return results
+        written = await self.transition_each([(known, changes) for _, known, changes in guessed])
+        for (index, known, _), after in zip(guessed, written, strict=True):
+            if after is None:
+                self._recent_writes.pop(known.id, None)
+            else:
+                self._wrote(known, after, updates[index].cause, told)
+                results[index] = (known, after)
+        return results
+
+    def _wrote(self, before: CallRecord, after: CallRecord, cause: str, told: bool) -> None:
+        """Remember and log a transition this process wrote."""
+        self._remember(after)
+        logger.log(
+            logging.DEBUG if told else logging.INFO,
+            "call %s: %s -> %s",
+            after.id,
+            before.state.value,
+            after.state.value,
+            extra={
+                "event": "call.transition",
+                "call_id": after.id,
+                "from": before.state.value,
+                "to": after.state.value,
+                "cause": cause,
+                "reason": after.end_reason.value if after.end_reason else None,
+            },
+        )
 
     @abc.abstractmethod
     async def list_unfinished(self) -> list[CallRecord]:

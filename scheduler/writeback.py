@@ -3,11 +3,13 @@
 The process that runs a call decides its presence-driven states and its timed
 instants in memory and tells the users first; the database learns of each
 change just after, through here. Changes to one call are written in the order
-they were made, by one worker per call; different calls are written
-concurrently. When several changes of a call are waiting (the database is
-busy), the worker writes them as one: the rules are applied in order to the
-freshly read record and the result is written with one compare-and-set, so a
-busy database gets fewer writes, not a longer queue. Each rule is the store's
+they were made, one write of the call at a time. Different calls' changes
+are written in groups, one transaction for all the calls whose changes waited
+together (``linger_s``, 20 ms by default: a group commit, which costs the
+database one commit instead of one per call). When several changes of a call
+are waiting, they are written as one: the rules are applied in order to the
+record and the result is written with one compare-and-set, so a busy
+database gets fewer writes, not a longer queue. Each rule is the store's
 ``decide`` (``presence_state``, ``due_change``…), so a write that finds the
 database moved on (a cancel, a takeover) changes nothing and the caller hears
 what it found.
@@ -23,12 +25,13 @@ state they apply to reaches directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from persistence.calls import CallStore, Decision
+from persistence.calls import CallStore, Decision, Update
 from persistence.models import (
     ALLOWED_TRANSITIONS,
     CallChanges,
@@ -74,17 +77,40 @@ def in_order(rules: list[Decision]) -> Decision:
 
 
 class WriteBehind:
-    """Ordered, per-call persistence of decisions already acted on."""
+    """Ordered, per-call persistence of decisions already acted on, written
+    in groups: one transaction for the calls whose changes wait together."""
 
-    def __init__(self, calls: CallStore, written: Written, max_writers: int = 4) -> None:
+    def __init__(
+        self,
+        calls: CallStore,
+        written: Written,
+        *,
+        linger_s: float = 0.02,
+        max_writers: int = 2,
+        max_group: int = 64,
+    ) -> None:
         self._calls = calls
         self._written = written
+        #: how long a group waits for more calls' changes before it is
+        #: written (nobody waits on these writes but a REST reader, which
+        #: hurries them): one commit for several calls, a group commit
+        self._linger_s = linger_s
         # Fewer writers than the database pool has connections: REST and
-        # first joins still get one, and what waits here coalesces.
-        self._writers = asyncio.Semaphore(max_writers)
+        # first joins still get one, and what waits here joins a group.
+        self._max_writers = max_writers
+        self._max_group = max_group
         self._queued: dict[int, list[tuple[Decision, str]]] = {}
         self._deferred: dict[int, tuple[Decision, str]] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
+        #: calls whose changes a writer is writing now (one writer per call)
+        self._writing: set[int] = set()
+        self._writers: set[asyncio.Task[None]] = set()
+        #: a writer is gathering its group: new changes join it
+        self._gathering = False
+        #: per call with changes queued or being written: done when it has none
+        self._done: dict[int, asyncio.Future[None]] = {}
+        #: set while somebody flushes, or a group is full: stop lingering
+        self._hurry = asyncio.Event()
+        self._flushing = 0
 
     def submit(self, call_id: int, decide: Decision, cause: str) -> None:
         """Queue ``decide`` for the call, after everything queued before it."""
@@ -93,10 +119,11 @@ class WriteBehind:
         if deferred is not None:
             queued.append(deferred)
         queued.append((decide, cause))
-        if call_id not in self._workers:
-            self._workers[call_id] = asyncio.get_running_loop().create_task(
-                self._work(call_id), name=f"write-behind:{call_id}"
-            )
+        if call_id not in self._done:
+            self._done[call_id] = asyncio.get_running_loop().create_future()
+        if len(self._queued) >= self._max_group:
+            self._hurry.set()
+        self._start_writer()
 
     def defer(self, call_id: int, decide: Decision, cause: str) -> None:
         """Keep ``decide`` for the call's next write instead of writing it
@@ -109,39 +136,102 @@ class WriteBehind:
 
     def pending(self) -> int:
         """Calls with writes not yet done (a gauge for operators)."""
-        return len(self._workers)
+        return len(self._done)
 
     def pending_for(self, call_id: int) -> bool:
-        return call_id in self._workers
+        return call_id in self._done
 
     async def flush(self, call_id: int | None = None) -> None:
-        """Wait until the call's (or every call's) queued writes are done."""
-        while True:
-            if call_id is None:
-                workers = list(self._workers.values())
-            else:
-                worker = self._workers.get(call_id)
-                workers = [worker] if worker is not None else []
-            if not workers:
-                return
-            await asyncio.gather(*workers, return_exceptions=True)
-
-    async def _work(self, call_id: int) -> None:
+        """Wait until the call's (or every call's) queued writes are done;
+        writers stop lingering meanwhile."""
+        self._flushing += 1
+        self._hurry.set()
         try:
             while True:
-                async with self._writers:
-                    batch = self._queued.pop(call_id, None)
-                    if not batch:
-                        return
-                    before, after = await self._write(call_id, batch)
+                if call_id is None:
+                    waits = list(self._done.values())
+                else:
+                    done = self._done.get(call_id)
+                    waits = [done] if done is not None else []
+                if not waits:
+                    return
+                await asyncio.gather(*(asyncio.shield(w) for w in waits))
+        finally:
+            self._flushing -= 1
+            if not self._flushing:
+                self._hurry.clear()
+
+    def _ready(self) -> list[int]:
+        return [call_id for call_id in self._queued if call_id not in self._writing]
+
+    def _start_writer(self) -> None:
+        if self._gathering or len(self._writers) >= self._max_writers or not self._ready():
+            return
+        self._gathering = True
+        task = asyncio.get_running_loop().create_task(self._write_group(), name="write-behind")
+        self._writers.add(task)
+        task.add_done_callback(self._writer_done)
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        self._writers.discard(task)
+        self._start_writer()  # what was queued meanwhile
+
+    async def _write_group(self) -> None:
+        try:
+            if self._linger_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._linger_s):
+                        await self._hurry.wait()
+        finally:
+            self._gathering = False
+        if not self._flushing:
+            self._hurry.clear()
+        group = [(call_id, self._queued.pop(call_id)) for call_id in self._ready()]
+        group, rest = group[: self._max_group], group[self._max_group :]
+        for call_id, batch in rest:  # the next group's
+            self._queued[call_id] = batch
+        self._writing.update(call_id for call_id, _ in group)
+        self._start_writer()  # the next group gathers while this one writes
+        try:
+            results = await self._write_all(group)
+            for (call_id, batch), (before, after) in zip(group, results, strict=True):
                 await self._tell(call_id, batch, before, after)
         finally:
-            del self._workers[call_id]
+            for call_id, _ in group:
+                self._writing.discard(call_id)
+                if call_id not in self._queued:
+                    done = self._done.pop(call_id, None)
+                    if done is not None and not done.done():
+                        done.set_result(None)
+
+    async def _write_all(
+        self, group: list[tuple[int, list[tuple[Decision, str]]]]
+    ) -> list[tuple[CallRecord | None, CallRecord | None]]:
+        """Write the group's changes in one transaction, then each that it
+        did not write (or all, if it failed) on its own, with retries."""
+        grouped: list[tuple[CallRecord, CallRecord] | None] = [None] * len(group)
+        if len(group) > 1:
+            updates = [
+                Update(call_id, _rule(batch), _causes(batch), checked=len(batch) > 1)
+                for call_id, batch in group
+            ]
+            try:
+                grouped = await self._calls.update_each(updates, told=True)
+            except Exception as exc:  # nothing written (the database is away, a deadlock)
+                logger.info(
+                    "a group of %d call writes failed (%s): writing them one by one",
+                    len(group),
+                    exc,
+                    extra={"event": "writeback.group_failed", "calls": len(group)},
+                )
+        return [
+            result if result is not None else await self._write(call_id, batch)
+            for (call_id, batch), result in zip(group, grouped, strict=True)
+        ]
 
     async def _write(
         self, call_id: int, batch: list[tuple[Decision, str]]
     ) -> tuple[CallRecord | None, CallRecord | None]:
-        decide = batch[0][0] if len(batch) == 1 else in_order([rule for rule, _ in batch])
         cause = _causes(batch)
         before: CallRecord | None = None
         after: CallRecord | None = None
@@ -153,7 +243,7 @@ class WriteBehind:
             ):
                 with attempt:
                     before, after = await self._calls.update(
-                        call_id, decide, cause=cause, checked=len(batch) > 1, told=True
+                        call_id, _rule(batch), cause=cause, checked=len(batch) > 1, told=True
                     )
         except Exception:
             logger.exception(
@@ -181,6 +271,11 @@ class WriteBehind:
                 call_id,
                 extra={"event": "writeback.after_failed", "call_id": call_id, "batch": len(batch)},
             )
+
+
+def _rule(batch: list[tuple[Decision, str]]) -> Decision:
+    """The one rule a call's queued changes make (each step checked)."""
+    return batch[0][0] if len(batch) == 1 else in_order([rule for rule, _ in batch])
 
 
 def _causes(batch: list[tuple[Decision, str]]) -> str:

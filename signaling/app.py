@@ -168,6 +168,7 @@ def call_rules(settings: Settings) -> CallRules:
         join_grace_s=settings.join_grace_s,
         signal_queue_max=settings.signal_queue_max,
         held_bytes_max=settings.held_bytes_max,
+        write_linger_s=settings.write_linger_s,
         ice_servers=settings.ice_servers,
         ice_servers_for=IceServerProvider.from_settings(settings).for_user,
     )

@@ -71,6 +71,8 @@ class Settings:
     sweep_interval_s: float = 30.0
     #: how long after an in-call instant another process takes a call over
     takeover_s: float = 0.25
+    #: how long the write-behind gathers calls' changes into one transaction
+    write_linger_s: float = 0.02
     signal_queue_max: int = 64
     #: bytes of signals one user may have held for absent partners, every call together (F5)
     held_bytes_max: int = 1024 * 1024
@@ -229,6 +231,7 @@ class _Environment(BaseSettings):
     join_grace_s: _Seconds = _DEFAULTS.join_grace_s
     sweep_interval_s: _Seconds = _DEFAULTS.sweep_interval_s
     takeover_s: _Seconds = _DEFAULTS.takeover_s
+    write_linger_s: _Seconds = _DEFAULTS.write_linger_s
     signal_queue_max: Annotated[int, Field(ge=1, le=10_000)] = _DEFAULTS.signal_queue_max
     held_bytes_max: _ByteBudget = _DEFAULTS.held_bytes_max
     log_level: _Text = _DEFAULTS.log_level
@@ -313,6 +316,8 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(f"{PREFIX}CALL_LIMIT_S must be positive")
     if settings.takeover_s < 0:
         raise ConfigError(f"{PREFIX}TAKEOVER_S must not be negative")
+    if not 0 <= settings.write_linger_s <= 1:
+        raise ConfigError(f"{PREFIX}WRITE_LINGER_S must be 0 to 1")
     if settings.sweep_interval_s <= 0:
         raise ConfigError(f"{PREFIX}SWEEP_INTERVAL_S must be positive")
     if settings.auth_timeout_s <= 0:

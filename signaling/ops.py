@@ -13,7 +13,7 @@ from signaling.auth import mint_token
 from signaling.calls.schemas import UserId
 from signaling.errors import unauthorized
 from signaling.http import dev_only, fail, ok, read_body
-from signaling.keys import METRICS, SETTINGS, STORES
+from signaling.keys import CALLS, METRICS, SETTINGS, STORES
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def health(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     require_metrics_token(request)
     registry = request.app[METRICS]
-    registry.set_calls_by_state(await request.app[STORES].calls.count_by_state())
+    registry.set_calls_by_state(await request.app[CALLS].count_by_state())
     return web.Response(
         body=registry.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
     )

@@ -105,6 +105,7 @@ class CallMachine:
             self._written,
             claims=claims,
             observe_lateness=metrics.observe_lateness,
+            write_linger_s=rules.write_linger_s,
         )
         self.media = open_media(
             CallMediaEvents(

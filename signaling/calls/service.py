@@ -154,6 +154,11 @@ class CallService:
         await self._finish(after)
         return after
 
+    async def count_by_state(self) -> dict[CallState, int]:
+        """Calls per state, as users were told (``/metrics``)."""
+        await self._held.writer.flush()
+        return await self._calls.count_by_state()
+
     async def list_notifications(
         self, user_id: str, limit: int, before_id: int | None = None
     ) -> list[Notification]:

@@ -63,6 +63,8 @@ class CallRules:
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: the join ack's ice_servers for one user (TURN credentials); None: ice_servers as is
     ice_servers_for: Callable[[str], list[dict[str, Any]]] | None = None
+    #: how long the write-behind gathers calls' changes into one transaction
+    write_linger_s: float = 0.02
 
 
 def to_millisecond(at: datetime) -> datetime:
@@ -130,6 +132,7 @@ class HeldCalls:
         *,
         claims: ClockClaims | None = None,
         observe_lateness: LatenessObserver,
+        write_linger_s: float = 0.02,
     ) -> None:
         self._calls = calls
         self._connections = connections
@@ -139,7 +142,7 @@ class HeldCalls:
         #: calls whose countdown or live clock runs here, until the database has the end
         self._clocked: set[int] = set()
         self._instants = InstantTimers(observe_lateness)
-        self.writer = WriteBehind(calls, written)
+        self.writer = WriteBehind(calls, written, linger_s=write_linger_s)
 
     async def close(self) -> None:
         """Stop the clocks and let queued writes land (shut-down)."""

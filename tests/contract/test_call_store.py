@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from persistence.calls import CallStore, NewNotification, NoticesOf, TooManyOpenCallsError
+from persistence.calls import (
+    CallStore,
+    NewNotification,
+    NoticesOf,
+    TooManyOpenCallsError,
+    Update,
+)
 from persistence.factory import Stores
 from persistence.models import (
     ALLOWED_TRANSITIONS,
@@ -291,6 +297,50 @@ async def test_update_decides_again_on_a_fresh_read_when_its_guess_was_stale(
     await calls.transition(call, CallChanges(state=CallState.OPEN))  # not remembered
     _, after = await calls.update(call.id, lambda c: CallChanges(state=CallState.WAITING))
     assert after is not None and after.state is CallState.WAITING and after.version == 3
+
+
+async def test_transition_each_sets_each_call_on_its_own(calls: CallStore) -> None:
+    first, second, third = [await create_call(calls, "alice", f"u{i}") for i in range(3)]
+    open_ = CallChanges(state=CallState.OPEN)
+    moved = await calls.transition(second, open_)  # second's version moved on
+    written = await calls.transition_each([(third, open_), (second, open_), (first, open_)])
+    assert [w.state if w else None for w in written] == [CallState.OPEN, None, CallState.OPEN]
+    for before, after in ((first, written[2]), (third, written[0])):
+        assert after is not None and after.version == before.version + 1
+        assert await calls.get(before.id) == after
+    assert await calls.get(second.id) == moved
+    assert await calls.transition_each([]) == []
+
+
+async def test_update_each_writes_what_it_decided_on_remembered_records(
+    calls: CallStore,
+) -> None:
+    """A group commit: changes decided on the records the store remembers
+    are written together; each call that needs a fresh read (none
+    remembered, no change on the guess, a lost compare-and-set) is left to
+    ``update``, and is ``None`` here."""
+    made = [await calls.create(f"a{i}", "bob", T0, T0 - ms(300), T0 + ms(600)) for i in range(4)]
+    remembered, forgotten, unchanged, stale = made
+    calls.forget_recent(forgotten.id)
+    moved = await calls.transition(stale, CallChanges(state=CallState.OPEN))  # behind its back
+    assert moved is not None
+    open_ = CallChanges(state=CallState.OPEN)
+    results = await calls.update_each(
+        [
+            Update(remembered.id, lambda c: open_, "open"),
+            Update(forgotten.id, lambda c: open_, "open"),
+            Update(unchanged.id, lambda c: None, "nothing"),
+            Update(stale.id, lambda c: CallChanges(state=CallState.CANCELLED), "cancel"),
+        ]
+    )
+    assert results[1:] == [None, None, None]
+    assert results[0] is not None
+    before, after = results[0]
+    assert (before, after.state, after.version) == (remembered, CallState.OPEN, 2)
+    assert calls.recent(remembered.id) == after == await calls.get(remembered.id)
+    assert await calls.get(stale.id) == moved and calls.recent(stale.id) is None
+    for untouched in (forgotten, unchanged):
+        assert await calls.get(untouched.id) == untouched
 
 
 async def test_update_of_an_unknown_call_does_not_decide(calls: CallStore) -> None:

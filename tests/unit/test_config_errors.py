@@ -55,6 +55,14 @@ def test_seconds_are_finite_and_not_negative(name: str) -> None:
             load_settings({**BASE, f"SIGNALING_{name}": bad})
 
 
+def test_the_write_linger_is_at_most_a_second() -> None:
+    assert load_settings({**BASE, "SIGNALING_WRITE_LINGER_S": "0"}).write_linger_s == 0.0
+    assert load_settings({**BASE, "SIGNALING_WRITE_LINGER_S": "1"}).write_linger_s == 1.0
+    assert load_settings(BASE).write_linger_s == 0.02
+    with pytest.raises(ConfigError, match=r"^SIGNALING_WRITE_LINGER_S must be 0 to 1$"):
+        load_settings({**BASE, "SIGNALING_WRITE_LINGER_S": "1.5"})
+
+
 @pytest.mark.parametrize("raw", ["t", "y", "f", "n", "2", "enabled"])
 def test_only_the_documented_words_are_booleans(raw: str) -> None:
     """pydantic's own bool would take t/y/f/n; the variables never did."""
@@ -108,7 +116,7 @@ def test_every_variable_is_asked_for_by_name() -> None:
     assert {"SIGNALING_CALL_LIMIT_S", "SIGNALING_ICE_SERVERS", "SIGNALING_ADMIN_IDS"} <= names
     assert "SIGNALING_LIMIT_S" not in names
     assert "SIGNALING_JWT_SECRET_GENERATED" not in names  # not a variable
-    assert len(names) == 51, sorted(names)
+    assert len(names) == 52, sorted(names)
 
 
 def test_an_empty_value_is_the_default_for_variables_load_settings_reads() -> None:
