@@ -192,7 +192,8 @@ class MemoryPresenceStore(PresenceStore):
         previous = members.get(user_id)
         members[user_id] = sid
         self._connected.pop(call_id, None)
-        return Entered(previous if previous != sid else None, dict(members))
+        held = tuple(self._drop_held((call_id, user_id)))
+        return Entered(previous if previous != sid else None, dict(members), held)
 
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
         members = self._members.get(call_id)
@@ -241,9 +242,6 @@ class MemoryPresenceStore(PresenceStore):
     async def held_bytes(self, sender: str) -> int:
         return self._held_bytes.get(sender, 0)
 
-    async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
-        return self._drop_held((call_id, recipient))
-
     def _drop_held(self, key: tuple[int, str]) -> list[dict[str, Any]]:
         messages = []
         for sender, weight, message in self._held.pop(key, ()):
@@ -255,12 +253,13 @@ class MemoryPresenceStore(PresenceStore):
             messages.append(message)
         return messages
 
-    async def clear(self, call_id: int, users: Iterable[str]) -> None:
-        self._members.pop(call_id, None)
+    async def clear(self, call_id: int, users: Iterable[str]) -> dict[str, str]:
+        members = self._members.pop(call_id, {})
         self._connected.pop(call_id, None)
         self._locks.pop(call_id, None)
         for key in [k for k in self._held if k[0] == call_id]:
             self._drop_held(key)
+        return members
 
 
 class MemoryRoomStore(RoomStore):

@@ -18,6 +18,8 @@ class Entered:
     replaced: str | None
     #: user id -> connection id of everybody in the call, this user included
     members: dict[str, str]
+    #: the signals held for the user while absent, taken (oldest first)
+    held: tuple[dict[str, Any], ...] = ()
 
 
 class PresenceStore(abc.ABC):
@@ -36,9 +38,11 @@ class PresenceStore(abc.ABC):
 
     @abc.abstractmethod
     async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
-        """Record ``sid`` as the user's connection in the call and forget who
-        was connected (a joining user means a new negotiation), in one step;
-        returns the connection it replaced and everybody now in the call."""
+        """Record ``sid`` as the user's connection in the call, forget who
+        was connected (a joining user means a new negotiation) and take the
+        signals held for the user (their weight leaves their senders'
+        totals), in one step; returns the connection it replaced, everybody
+        now in the call and the signals."""
 
     @abc.abstractmethod
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
@@ -82,15 +86,10 @@ class PresenceStore(abc.ABC):
         """What ``sender``'s held signals weigh, in every call together."""
 
     @abc.abstractmethod
-    async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
-        """Take every held signal for the user, oldest first (their weight
-        leaves their senders' totals)."""
-
-    @abc.abstractmethod
-    async def clear(self, call_id: int, users: Iterable[str]) -> None:
-        """Forget everything about the call (it is over); ``users`` are its
-        participants (whose held signals go too, and leave their senders'
-        totals)."""
+    async def clear(self, call_id: int, users: Iterable[str]) -> dict[str, str]:
+        """Forget everything about the call (it is over), in one step;
+        ``users`` are its participants (whose held signals go too, and leave
+        their senders' totals). Returns who was in it (as :meth:`members`)."""
 
     async def ping(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
         """Raise if the backend does not answer."""

@@ -119,6 +119,7 @@ class RedisPresenceStore(PresenceStore):
 
     async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
         key = self._key(call_id, "members")
+        held_key = self._key(call_id, f"held:{user_id}")
         # One round trip (MULTI/EXEC): the call's presence changes often.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(key, user_id)
@@ -126,8 +127,14 @@ class RedisPresenceStore(PresenceStore):
             pipe.expire(key, _TTL_S)
             pipe.hgetall(key)
             pipe.delete(self._key(call_id, "connected"))
-            previous, _, _, members, _ = await pipe.execute()
-        return Entered(previous if previous != sid else None, _members(members))
+            pipe.lrange(held_key, 0, -1)
+            pipe.delete(held_key)
+            previous, _, _, members, _, held, _ = await pipe.execute()
+        return Entered(
+            previous if previous != sid else None,
+            _members(members),
+            tuple(await self._unweigh_taken([held])),
+        )
 
     async def leave(self, call_id: int, user_id: str, sid: str) -> bool:
         keys = [self._key(call_id, "members"), self._key(call_id, "connected")]
@@ -176,17 +183,10 @@ class RedisPresenceStore(PresenceStore):
     async def held_bytes(self, sender: str) -> int:
         return int(await self._redis.get(self._weight_key(sender)) or 0)
 
-    async def release(self, call_id: int, recipient: str) -> list[dict[str, Any]]:
-        return await self._take_held([self._key(call_id, f"held:{recipient}")])
-
-    async def _take_held(self, keys: list[str]) -> list[dict[str, Any]]:
-        """Take (read and delete, atomically) the held lists, then lower
-        their senders' totals; returns the signals, list by list."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.lrange(key, 0, -1)
-            pipe.delete(*keys)
-            *lists, _ = await pipe.execute()
+    async def _unweigh_taken(self, lists: list[list[str]]) -> list[dict[str, Any]]:
+        """Held lists just taken (read and deleted): lower their senders'
+        totals (a round trip only when something was held); the signals,
+        list by list."""
         weights: dict[str, int] = {}
         messages = []
         for items in lists:
@@ -198,12 +198,19 @@ class RedisPresenceStore(PresenceStore):
             await self._unweigh(keys=[self._weight_key(sender)], args=[weight])
         return messages
 
-    async def clear(self, call_id: int, users: Iterable[str]) -> None:
+    async def clear(self, call_id: int, users: Iterable[str]) -> dict[str, str]:
         # Named keys, no SCAN (which walks the whole keyspace); the lock key
-        # is left alone: its holder releases it.
-        await self._take_held([self._key(call_id, f"held:{user}") for user in users])
-        parts = ["members", "connected"]
-        await self._redis.delete(*(self._key(call_id, part) for part in parts))
+        # is left alone: its holder releases it. One round trip.
+        held_keys = [self._key(call_id, f"held:{user}") for user in users]
+        members_key = self._key(call_id, "members")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(members_key)
+            for key in held_keys:
+                pipe.lrange(key, 0, -1)
+            pipe.delete(members_key, self._key(call_id, "connected"), *held_keys)
+            members, *lists, _ = await pipe.execute()
+        await self._unweigh_taken(lists)
+        return _members(members)
 
     async def ping(self) -> None:
         await self._redis.ping()

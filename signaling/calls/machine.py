@@ -180,8 +180,9 @@ class CallMachine:
                 await self._outbox.to_sid(
                     partner_sid, "partner_joined", {"call_id": call_id, "role": role}
                 )
-            # Delivered before the ack, in order, so nothing sent later overtakes them.
-            for queued in await self._presence.release(call_id, user_id):
+            # Held while the user was away, taken on entering; delivered
+            # before the ack, in order, so nothing sent later overtakes them.
+            for queued in entered.held:
                 await self._outbox.to_sid(sid, "signal", queued)
 
         if partner_sid is None and not self._connections.has_user(partner_id):
@@ -367,13 +368,13 @@ class CallMachine:
         the ones in the call first; then let go of it."""
         reason = call.end_reason.value if call.end_reason else EndReason.SERVER.value
         payload = {"call_id": call.id, "reason": reason}
-        members = await self._presence.members(call.id)
+        # Who was in it, read as its presence is forgotten (one step).
+        members = await self._presence.clear(call.id, (call.caller_id, call.callee_id))
         for member_sid in members.values():
             await self._outbox.to_sid(member_sid, "ended", payload)
         for user_id in (call.caller_id, call.callee_id):
             await self._outbox.to_user(user_id, "ended", payload, skip=members.values())
         self.held.forget(call.id)
-        await self._presence.clear(call.id, (call.caller_id, call.callee_id))
         await self.media.close_call(call.id)
 
     async def _written(

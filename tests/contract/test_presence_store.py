@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -34,6 +35,11 @@ async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStor
         for call_id in (1, 2, 99):
             await store.clear(call_id, ("alice", "bob"))
         await store.close()
+
+
+async def taken(presence: PresenceStore, call_id: int, user_id: str) -> list[dict[str, Any]]:
+    """The signals held for the user, taken as the user enters the call."""
+    return list((await presence.enter(call_id, user_id, f"sid-{user_id}")).held)
 
 
 async def test_enter_and_members(presence: PresenceStore) -> None:
@@ -132,9 +138,9 @@ async def test_held_signals_come_back_in_order_once_and_are_bounded(
         assert await presence.hold(1, "bob", {"n": n, "sdp": "v=0"}, limit=3) is True
     assert await presence.hold(1, "bob", {"n": 3}, limit=3) is False  # full: nothing stored
     assert await presence.hold(1, "alice", {"n": 0}, limit=3) is True
-    assert await presence.release(1, "bob") == [{"n": n, "sdp": "v=0"} for n in range(3)]
-    assert await presence.release(1, "bob") == []
-    assert await presence.release(1, "alice") == [{"n": 0}]
+    assert await taken(presence, 1, "bob") == [{"n": n, "sdp": "v=0"} for n in range(3)]
+    assert await taken(presence, 1, "bob") == []
+    assert await taken(presence, 1, "alice") == [{"n": 0}]
 
 
 async def test_held_signals_are_capped_in_bytes_per_sender_across_calls(
@@ -157,14 +163,14 @@ async def test_held_signals_are_capped_in_bytes_per_sender_across_calls(
     assert await presence.hold(4, "ghost4", signal, 64, sender="mallory")
     assert await presence.held_bytes("mallory") == 4 * weight
     # A release and a clear give the weight back.
-    assert await presence.release(1, "ghost1") == [signal]
+    assert await taken(presence, 1, "ghost1") == [signal]
     await presence.clear(2, ("mallory", "ghost2"))
     assert await presence.held_bytes("mallory") == 2 * weight
     await presence.clear(3, ("mallory", "ghost3"))
-    assert await presence.release(4, "ghost4") == [signal]
+    assert await taken(presence, 4, "ghost4") == [signal]
     assert await presence.held_bytes("mallory") == 0
     assert await presence.held_bytes("alice") == len(orjson.dumps(other))
-    assert await presence.release(4, "bob") == [other]
+    assert await taken(presence, 4, "bob") == [other]
     assert await presence.held_bytes("alice") == 0
 
 
@@ -173,11 +179,12 @@ async def test_clear_forgets_connected_flags_and_held_signals(presence: Presence
     await presence.mark_connected(1, "alice")
     await presence.hold(1, "bob", {"n": 1}, limit=5)
     await presence.hold(2, "bob", {"n": 2}, limit=5)
-    await presence.clear(1, ("alice", "bob"))
+    assert await presence.clear(1, ("alice", "bob")) == {"alice": "a1"}  # who was in it
+    assert await presence.clear(1, ("alice", "bob")) == {}
     assert await presence.members(1) == {}
     assert await connected(presence, 1, "bob") == {"bob"}
-    assert await presence.release(1, "bob") == []
-    assert await presence.release(2, "bob") == [{"n": 2}]
+    assert await taken(presence, 1, "bob") == []
+    assert await taken(presence, 2, "bob") == [{"n": 2}]
 
 
 async def test_the_call_lock_serializes_holders(presence: PresenceStore) -> None:
@@ -206,7 +213,7 @@ async def test_two_redis_clients_share_presence_like_two_processes(redis_url: st
         assert await two.enter(1, "bob", "sid-on-2") == Entered(None, both)
         assert await one.members(1) == {"alice": "sid-on-1", "bob": "sid-on-2"}
         await two.hold(1, "alice", {"n": 1}, limit=2)
-        assert await one.release(1, "alice") == [{"n": 1}]
+        assert (await one.enter(1, "alice", "sid-on-1")).held == ({"n": 1},)
         order: list[str] = []
 
         async def locked(store: PresenceStore, name: str) -> None:
