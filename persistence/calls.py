@@ -204,6 +204,16 @@ class CallStore(abc.ABC):
                 return before, after
         raise RuntimeError(f"call {call_id}: too many concurrent writers")
 
+    async def get_each(self, call_ids: Sequence[int]) -> dict[int, CallRecord]:
+        """The calls of ``call_ids`` that exist, by id (one read where the
+        backend can)."""
+        found = {}
+        for call_id in call_ids:
+            call = await self.get(call_id)
+            if call is not None:
+                found[call_id] = call
+        return found
+
     async def transition_each(
         self, writes: Sequence[tuple[CallRecord, CallChanges]]
     ) -> list[CallRecord | None]:
@@ -217,16 +227,20 @@ class CallStore(abc.ABC):
     ) -> list[tuple[CallRecord, CallRecord] | None]:
         """The first attempt of :meth:`update` for several calls at once (a
         group commit): the changes decided on the records this process
-        remembers are written together (:meth:`transition_each`). Returns,
-        in the order of ``updates``, ``(before, after)`` for each written,
-        and ``None`` for each not written: no remembered record, a decision
-        that only a fresh read may make (no change, an illegal edge) or a
-        lost compare-and-set; the caller then runs ``update`` for it. A
-        failure writes nothing and raises."""
+        remembers (the others read together, :meth:`get_each`) are written
+        together (:meth:`transition_each`). Returns, in the order of
+        ``updates``, ``(before, after)`` for each written, and ``None`` for
+        each not written: a call that does not exist, no change or an
+        illegal edge decided, or a lost compare-and-set; the caller then
+        runs ``update`` for it, which concludes. A failure writes nothing
+        and raises."""
         results: list[tuple[CallRecord, CallRecord] | None] = [None] * len(updates)
         guessed: list[tuple[int, CallRecord, CallChanges]] = []
+        recent = self._recent_writes
+        unknown = [request.call_id for request in updates if request.call_id not in recent]
+        read = await self.get_each(unknown) if unknown else {}
         for index, request in enumerate(updates):
-            known = self._recent_writes.get(request.call_id)
+            known = recent.get(request.call_id) or read.get(request.call_id)
             if known is None:
                 continue
             try:

@@ -123,6 +123,9 @@ async def insert_notices(
 
 # Built once: constructing a statement costs more than running it on SQLite.
 _CALL_BY_ID = calls_table.select().where(calls_table.c.id == sa.bindparam("call_id"))
+_CALLS_BY_IDS = calls_table.select().where(
+    calls_table.c.id.in_(sa.bindparam("call_ids", expanding=True))
+)
 _CALL_CAS = (
     calls_table.update()
     .where(
@@ -262,6 +265,11 @@ class SqlCallStore(CallStore):
             if notices is not None:
                 await insert_notices(conn, call.id, notices(updated))
         return updated
+
+    async def get_each(self, call_ids: Sequence[int]) -> dict[int, CallRecord]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_CALLS_BY_IDS, {"call_ids": list(call_ids)})).all()
+        return {row.id: call_from_row(row) for row in rows}
 
     async def transition_each(
         self, writes: Sequence[tuple[CallRecord, CallChanges]]

@@ -312,15 +312,20 @@ async def test_transition_each_sets_each_call_on_its_own(calls: CallStore) -> No
     assert await calls.transition_each([]) == []
 
 
-async def test_update_each_writes_what_it_decided_on_remembered_records(
-    calls: CallStore,
-) -> None:
-    """A group commit: changes decided on the records the store remembers
-    are written together; each call that needs a fresh read (none
-    remembered, no change on the guess, a lost compare-and-set) is left to
-    ``update``, and is ``None`` here."""
-    made = [await calls.create(f"a{i}", "bob", T0, T0 - ms(300), T0 + ms(600)) for i in range(4)]
-    remembered, forgotten, unchanged, stale = made
+async def test_get_each_reads_the_calls_that_exist(calls: CallStore) -> None:
+    made = [await create_call(calls, "alice", f"u{i}") for i in range(3)]
+    found = await calls.get_each([made[2].id, 10_000, made[0].id])
+    assert found == {made[2].id: made[2], made[0].id: made[0]}
+    assert await calls.get_each([]) == {}
+
+
+async def test_update_each_writes_what_it_decided_in_one_group(calls: CallStore) -> None:
+    """A group commit: changes decided on the records the store remembers,
+    or read for the group, are written together; each call that needs
+    ``update`` (no change or an illegal edge decided, a lost compare-and-set,
+    no such call) is ``None`` here."""
+    made = [await calls.create(f"a{i}", "bob", T0, T0 - ms(300), T0 + ms(600)) for i in range(5)]
+    remembered, forgotten, unchanged, stale, illegal = made
     calls.forget_recent(forgotten.id)
     moved = await calls.transition(stale, CallChanges(state=CallState.OPEN))  # behind its back
     assert moved is not None
@@ -331,15 +336,18 @@ async def test_update_each_writes_what_it_decided_on_remembered_records(
             Update(forgotten.id, lambda c: open_, "open"),
             Update(unchanged.id, lambda c: None, "nothing"),
             Update(stale.id, lambda c: CallChanges(state=CallState.CANCELLED), "cancel"),
+            Update(illegal.id, lambda c: CallChanges(state=CallState.LIVE), "no edge"),
+            Update(10_000, lambda c: open_, "no such call"),
         ]
     )
-    assert results[1:] == [None, None, None]
-    assert results[0] is not None
-    before, after = results[0]
-    assert (before, after.state, after.version) == (remembered, CallState.OPEN, 2)
-    assert calls.recent(remembered.id) == after == await calls.get(remembered.id)
+    assert results[2:] == [None, None, None, None]
+    for call, result in zip((remembered, forgotten), results, strict=False):
+        assert result is not None
+        before, after = result
+        assert (before, after.state, after.version) == (call, CallState.OPEN, 2)
+        assert calls.recent(call.id) == after == await calls.get(call.id)
     assert await calls.get(stale.id) == moved and calls.recent(stale.id) is None
-    for untouched in (forgotten, unchanged):
+    for untouched in (unchanged, illegal):
         assert await calls.get(untouched.id) == untouched
 
 
