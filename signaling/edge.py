@@ -94,6 +94,9 @@ class GuardedServer(FencedServer):
         self.client_addresses = client_addresses or ClientAddresses()
         self.send_budget = send_budget
         self._closing: set[asyncio.Task[Any]] = set()
+        #: connections to close unless they are in a namespace by then (a
+        #: dict slot each, not a loop timer: every connection has one)
+        self._namespace_checks: Ticks[str] = Ticks(self._close_if_outside)
         self.register_namespace(UnknownNamespace(authenticate))
 
     # ------------------------------------------------------------------ HTTP
@@ -217,7 +220,7 @@ class GuardedServer(FencedServer):
 
     def expect_namespace(self, eio_sid: str) -> None:
         """Close ``eio_sid`` unless it is in a namespace ``auth_timeout_s`` from now."""
-        asyncio.get_running_loop().call_later(self.auth_timeout_s, self._close_if_outside, eio_sid)
+        self._namespace_checks.add(eio_sid, self.auth_timeout_s)
 
     def _close_if_outside(self, eio_sid: str) -> None:
         socket = self.eio.sockets.get(eio_sid)

@@ -285,6 +285,22 @@ async def test_install_turns_only_the_ping_wait_into_a_slot_of_a_tick() -> None:
     assert isinstance(task, asyncio.Task) and await task == "done"
 
 
+async def test_a_sockets_ping_slot_does_not_keep_it_alive() -> None:
+    """A socket that closes is freed at once, not when its ping would have
+    been due: the slot in the ticks holds it weakly."""
+    import gc
+    import weakref
+
+    eio = engineio.AsyncServer(async_mode="aiohttp", ping_interval=30)
+    install(eio, deflate=False)
+    socket = eio_socket.AsyncSocket(eio, "gone")
+    socket.schedule_ping()  # a slot 30 s away
+    alive = weakref.ref(socket)
+    del socket
+    gc.collect()
+    assert alive() is None
+
+
 def test_text_the_fence_lets_through_decodes_without_raising() -> None:
     accepted = [
         "2",
