@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import random
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,7 @@ from persistence.models import (
     is_due,
     utcnow,
 )
-from persistence.presence import Entered, PresenceStore
+from persistence.presence import CallLocks, Entered, PresenceStore
 from persistence.questions import QuestionStore
 
 
@@ -179,13 +179,10 @@ class MemoryPresenceStore(PresenceStore):
         #: (call, recipient) -> (sender, weight, message), oldest first
         self._held: dict[tuple[int, str], deque[tuple[str, int, dict[str, Any]]]] = {}
         self._held_bytes: dict[str, int] = {}
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks = CallLocks()
 
-    def lock(self, call_id: int) -> asyncio.Lock:
-        lock = self._locks.get(call_id)
-        if lock is None:
-            lock = self._locks[call_id] = asyncio.Lock()
-        return lock
+    def lock(self, call_id: int) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(call_id)
 
     async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
         members = self._members.setdefault(call_id, {})
@@ -256,7 +253,6 @@ class MemoryPresenceStore(PresenceStore):
     async def clear(self, call_id: int, users: Iterable[str]) -> dict[str, str]:
         members = self._members.pop(call_id, {})
         self._connected.pop(call_id, None)
-        self._locks.pop(call_id, None)
         for key in [k for k in self._held if k[0] == call_id]:
             self._drop_held(key)
         return members

@@ -4,7 +4,9 @@ call, who reported a connected peer, and signals held for an absent user."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,32 @@ class Entered:
     members: dict[str, str]
     #: the signals held for the user while absent, taken (oldest first)
     held: tuple[dict[str, Any], ...] = ()
+
+
+class CallLocks:
+    """This process's asyncio lock per call, kept only while somebody holds
+    it or waits for it (a lock per call ever seen would grow without end)."""
+
+    def __init__(self) -> None:
+        #: call id -> its lock and how many hold it or wait for it
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, call_id: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(call_id, (asyncio.Lock(), 0))
+        self._locks[call_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[call_id]
+            if users == 1:
+                del self._locks[call_id]
+            else:
+                self._locks[call_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class PresenceStore(abc.ABC):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from persistence.presence import Entered, PresenceStore
+from persistence.presence import CallLocks, Entered, PresenceStore
 
 #: Presence of an abandoned call disappears by itself after this long.
 _TTL_S = 6 * 3600
@@ -82,8 +81,8 @@ class RedisPresenceStore(PresenceStore):
         self._hold = client.register_script(_HOLD)
         self._unweigh = client.register_script(_UNWEIGH)
         self._leave = client.register_script(_LEAVE)
-        #: per-call local locks in front of the Redis one, with their users
-        self._local: dict[int, tuple[asyncio.Lock, int]] = {}
+        #: per-call local locks in front of the Redis one
+        self._local = CallLocks()
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "giftcall") -> RedisPresenceStore:
@@ -97,25 +96,16 @@ class RedisPresenceStore(PresenceStore):
         # Waiters of this process queue on a local lock (no polling); only
         # one of them at a time contends for the Redis lock, which then
         # mostly is free: both users of a call are usually on one process.
-        local, users = self._local.get(call_id, (asyncio.Lock(), 0))
-        self._local[call_id] = (local, users + 1)
-        try:
-            async with (
-                local,
-                self._redis.lock(
-                    self._key(call_id, "lock"),
-                    timeout=_LOCK_TIMEOUT_S,
-                    blocking_timeout=_LOCK_TIMEOUT_S,
-                    sleep=_LOCK_POLL_S,
-                ),
-            ):
-                yield
-        finally:
-            local, users = self._local[call_id]
-            if users == 1:
-                del self._local[call_id]
-            else:
-                self._local[call_id] = (local, users - 1)
+        async with (
+            self._local.hold(call_id),
+            self._redis.lock(
+                self._key(call_id, "lock"),
+                timeout=_LOCK_TIMEOUT_S,
+                blocking_timeout=_LOCK_TIMEOUT_S,
+                sleep=_LOCK_POLL_S,
+            ),
+        ):
+            yield
 
     async def enter(self, call_id: int, user_id: str, sid: str) -> Entered:
         key = self._key(call_id, "members")

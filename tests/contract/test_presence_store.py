@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from persistence.memory import MemoryPresenceStore
-from persistence.presence import Entered, PresenceStore
+from persistence.presence import CallLocks, Entered, PresenceStore
 from persistence.redis import RedisPresenceStore
 
 
@@ -185,6 +185,49 @@ async def test_clear_forgets_connected_flags_and_held_signals(presence: Presence
     assert await connected(presence, 1, "bob") == {"bob"}
     assert await taken(presence, 1, "bob") == []
     assert await taken(presence, 2, "bob") == [{"n": 2}]
+
+
+async def test_the_call_lock_still_excludes_after_the_call_is_cleared(
+    presence: PresenceStore,
+) -> None:
+    """A departure that waits for the lock while the call ends (``clear``)
+    must still wait for the holder."""
+    order: list[str] = []
+    inside = asyncio.Event()
+
+    async def first() -> None:
+        async with presence.lock(1):
+            inside.set()
+            await asyncio.sleep(0.05)
+            order.append("first out")
+
+    async def second() -> None:
+        await inside.wait()
+        await presence.clear(1, ("alice", "bob"))
+        async with presence.lock(1):
+            order.append("second in")
+
+    await asyncio.gather(first(), second())
+    assert order == ["first out", "second in"]
+
+
+def test_call_locks_are_kept_only_while_held_or_awaited() -> None:
+    locks = CallLocks()
+
+    async def scenario() -> None:
+        async with locks.hold(1):
+            waiter = asyncio.ensure_future(_hold_briefly(locks, 1))
+            await asyncio.sleep(0)
+            assert len(locks) == 1  # one lock, shared by holder and waiter
+        await waiter
+        assert len(locks) == 0
+
+    asyncio.run(scenario())
+
+
+async def _hold_briefly(locks: CallLocks, call_id: int) -> None:
+    async with locks.hold(call_id):
+        await asyncio.sleep(0)
 
 
 async def test_the_call_lock_serializes_holders(presence: PresenceStore) -> None:
