@@ -6,7 +6,10 @@ change just after, through here. Changes to one call are written in the order
 they were made, one write of the call at a time. Different calls' changes
 are written in groups, one transaction for all the calls whose changes waited
 together (``linger_s``, 20 ms by default: a group commit, which costs the
-database one commit instead of one per call). When several changes of a call
+database one commit instead of one per call). An urgent change (``live``:
+after a restart the database must know the call went live, or it would take
+the countdown for one cut short by the crash) stops the waiting: it is
+written at once, with whatever waited. When several changes of a call
 are waiting, they are written as one: the rules are applied in order to the
 record and the result is written with one compare-and-set, so a busy
 database gets fewer writes, not a longer queue. Each rule is the store's
@@ -112,8 +115,12 @@ class WriteBehind:
         self._hurry = asyncio.Event()
         self._flushing = 0
 
-    def submit(self, call_id: int, decide: Decision, cause: str) -> None:
-        """Queue ``decide`` for the call, after everything queued before it."""
+    def submit(self, call_id: int, decide: Decision, cause: str, *, urgent: bool = False) -> None:
+        """Queue ``decide`` for the call, after everything queued before it.
+
+        ``urgent``: a restart must find it (a call that went live): written
+        as soon as a writer is free, with whatever else waits, not after
+        the linger."""
         queued = self._queued.setdefault(call_id, [])
         deferred = self._deferred.pop(call_id, None)
         if deferred is not None:
@@ -121,7 +128,7 @@ class WriteBehind:
         queued.append((decide, cause))
         if call_id not in self._done:
             self._done[call_id] = asyncio.get_running_loop().create_future()
-        if len(self._queued) >= self._max_group:
+        if urgent or len(self._queued) >= self._max_group:
             self._hurry.set()
         self._start_writer()
 

@@ -333,6 +333,7 @@ class CallMachine:
                 else None
             ),
             "countdown over",
+            urgent=True,  # a restart must find it live, or it cuts the countdown short
         )
         log_decided(call, CallState.LIVE, "countdown over")
 

@@ -397,3 +397,26 @@ async def test_an_instant_that_fails_hands_the_call_to_the_database_timers(
     # The clock let go: the database timers (the sweep) may act on the call now.
     await harness.service.flush(call.id)
     assert not await harness.machine.held.runs_clock(call.id)
+
+
+async def test_live_is_stored_without_waiting_for_the_group(stores: Stores) -> None:
+    """The other changes of a call may wait for the write-behind's group (a
+    long linger here); ``live`` may not: a server killed just after sending
+    it must find the call live at restart, not an orphaned countdown."""
+    import dataclasses
+
+    rules = dataclasses.replace(RULES, write_linger_s=30.0, limit_s=30.0)
+    async with Harness.running(stores, rules) as harness:
+        call = await harness.schedule()
+        await harness.both_in(call.id)
+        await harness.connected("a1", call.id)
+        await harness.connected("b1", call.id)
+        await harness.outbox.wait_for("a1", "live")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0  # far less than the 30 s linger
+        while (stored := await stores.calls.get(call.id)) is None or (
+            stored.state is not CallState.LIVE
+        ):
+            assert loop.time() < deadline, f"live not stored: {stored}"
+            await asyncio.sleep(0.01)
+        assert stored.live_at is not None and stored.ends_at is not None

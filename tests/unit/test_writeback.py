@@ -128,3 +128,28 @@ async def test_a_calls_next_change_waits_for_its_write_in_flight() -> None:
     assert seen.count((CallState.SCHEDULED, CallState.OPEN)) == 2
     stored = await calls.get(first.id)
     assert stored is not None and (stored.state, stored.version) == (CallState.WAITING, 3)
+
+
+async def test_an_urgent_change_is_written_without_the_linger() -> None:
+    """``live`` must be in the database at once: a restart that does not
+    find it takes the countdown for one a crash cut short."""
+    calls = CountingStore()
+    written_at: list[float] = []
+    done = asyncio.Event()
+
+    async def written(call_id: int, before: CallRecord | None, after: CallRecord | None) -> None:
+        written_at.append(asyncio.get_running_loop().time())
+        done.set()
+
+    writer = WriteBehind(calls, written, linger_s=30.0)
+    first, second = await booked(calls, 2)
+    writer.submit(first.id, to(CallState.OPEN), "open")  # may wait for the linger…
+    await asyncio.sleep(0.05)
+    assert not done.is_set()
+    writer.submit(second.id, to(CallState.OPEN), "went live", urgent=True)  # …not this
+    await asyncio.wait_for(done.wait(), timeout=5)
+    await asyncio.sleep(0)
+    assert calls.groups == [2]  # what waited went with it
+    for call in (first, second):
+        stored = await calls.get(call.id)
+        assert stored is not None and stored.state is CallState.OPEN
