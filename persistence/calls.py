@@ -254,7 +254,7 @@ class CallStore(abc.ABC):
         written = await self.transition_each([(known, changes) for _, known, changes in guessed])
         for (index, known, _), after in zip(guessed, written, strict=True):
             if after is None:
-                self._recent_writes.pop(known.id, None)
+                recent.pop(known.id, None)
             else:
                 self._wrote(known, after, updates[index].cause, told)
                 results[index] = (known, after)

@@ -216,30 +216,28 @@ class WriteBehind:
     ) -> list[tuple[CallRecord | None, CallRecord | None]]:
         """Write the group's changes in one transaction, then each that it
         did not write (or all, if it failed) on its own, with retries."""
-        grouped: list[tuple[CallRecord, CallRecord] | None] = [None] * len(group)
-        if len(group) > 1:
-            updates = [
-                Update(call_id, _rule(batch), _causes(batch), checked=len(batch) > 1)
-                for call_id, batch in group
-            ]
+        updates = [
+            Update(call_id, _rule(batch), _causes(batch), checked=len(batch) > 1)
+            for call_id, batch in group
+        ]
+        grouped: list[tuple[CallRecord, CallRecord] | None] = [None] * len(updates)
+        if len(updates) > 1:
             try:
                 grouped = await self._calls.update_each(updates, told=True)
             except Exception as exc:  # nothing written (the database is away, a deadlock)
                 logger.info(
                     "a group of %d call writes failed (%s): writing them one by one",
-                    len(group),
+                    len(updates),
                     exc,
-                    extra={"event": "writeback.group_failed", "calls": len(group)},
+                    extra={"event": "writeback.group_failed", "calls": len(updates)},
                 )
         return [
-            result if result is not None else await self._write(call_id, batch)
-            for (call_id, batch), result in zip(group, grouped, strict=True)
+            result if result is not None else await self._write(update)
+            for update, result in zip(updates, grouped, strict=True)
         ]
 
-    async def _write(
-        self, call_id: int, batch: list[tuple[Decision, str]]
-    ) -> tuple[CallRecord | None, CallRecord | None]:
-        cause = _causes(batch)
+    async def _write(self, update: Update) -> tuple[CallRecord | None, CallRecord | None]:
+        """One call's changes on their own (``CallStore.update``), retried."""
         before: CallRecord | None = None
         after: CallRecord | None = None
         try:
@@ -250,14 +248,22 @@ class WriteBehind:
             ):
                 with attempt:
                     before, after = await self._calls.update(
-                        call_id, _rule(batch), cause=cause, checked=len(batch) > 1, told=True
+                        update.call_id,
+                        update.decide,
+                        cause=update.cause,
+                        checked=update.checked,
+                        told=True,
                     )
         except Exception:
             logger.exception(
                 "could not persist %s of call %s",
-                cause,
-                call_id,
-                extra={"event": "writeback.failed", "call_id": call_id, "cause": cause},
+                update.cause,
+                update.call_id,
+                extra={
+                    "event": "writeback.failed",
+                    "call_id": update.call_id,
+                    "cause": update.cause,
+                },
             )
             return None, None  # nothing known: the database timers repair it
         return before, after
