@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from persistence.calls import CallStore, NotificationStore
 from persistence.chat import MessageStore, RoomStore
@@ -19,6 +20,9 @@ from persistence.memory import (
 from persistence.presence import PresenceStore
 from persistence.push import MemoryPushStore, PushStore
 from persistence.questions import CachedQuestionStore
+
+if TYPE_CHECKING:
+    from persistence.redis import ProcessBeacon
 
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 
@@ -75,18 +79,25 @@ async def open_message_store(url: str) -> MessageStore:
     return await MongoMessageStore.open(url)
 
 
-def open_presence(redis_url: str = "", redis_prefix: str = "giftcall") -> PresenceStore:
-    """Presence shared through Redis (several processes), else in this process."""
+async def open_presence(
+    redis_url: str = "", redis_prefix: str = "giftcall", beacon: ProcessBeacon | None = None
+) -> PresenceStore:
+    """In this process without Redis. With it: each call's presence in its
+    home process's memory, shared through Redis when its users are on two
+    processes (``beacon`` names this process); without a beacon, always in Redis."""
     if not redis_url:
         return MemoryPresenceStore()
     try:
+        from persistence.affine import AffinePresenceStore
         from persistence.redis import RedisPresenceStore
     except ImportError as exc:
         raise BackendUnavailableError(
             f"shared presence needs the 'redis' extra "
             f"(pip install 'giftcall-signaling[redis]'): {exc.name} is missing"
         ) from None
-    return RedisPresenceStore.from_url(redis_url, redis_prefix)
+    if beacon is None:
+        return RedisPresenceStore.from_url(redis_url, redis_prefix)
+    return await AffinePresenceStore.open(redis_url, redis_prefix, beacon)
 
 
 async def open_stores(
@@ -94,6 +105,7 @@ async def open_stores(
     message_store_url: str = "",
     redis_url: str = "",
     redis_prefix: str = "giftcall",
+    beacon: ProcessBeacon | None = None,
 ) -> Stores:
     """Open the stores for ``database_url`` (``memory://`` or a SQLAlchemy URL)
     and make sure their schema exists. Chat messages go to ``message_store_url``
@@ -110,7 +122,7 @@ async def open_stores(
             calls=memory_calls,
             notifications=memory_notifications,
             questions=CachedQuestionStore(MemoryQuestionStore()),
-            presence=open_presence(redis_url, redis_prefix),
+            presence=await open_presence(redis_url, redis_prefix, beacon),
             rooms=MemoryRoomStore(),
             gifts=MemoryGiftStore(memory_calls),
             messages=messages,
@@ -141,19 +153,25 @@ async def open_stores(
         from persistence.migrate import upgrade
 
         await upgrade(engine)
+        presence = await open_presence(redis_url, redis_prefix, beacon)
+    except BaseException:
+        await engine.dispose()
+        raise
+    try:
         sql_messages: MessageStore = (
             await open_message_store(message_store_url)
             if message_store_url
             else SqlMessageStore(engine)
         )
     except BaseException:
+        await presence.close()
         await engine.dispose()
         raise
     return Stores(
         calls=SqlCallStore(engine),
         notifications=SqlNotificationStore(engine),
         questions=CachedQuestionStore(SqlQuestionStore(engine)),
-        presence=open_presence(redis_url, redis_prefix),
+        presence=presence,
         rooms=SqlRoomStore(engine),
         gifts=SqlGiftStore(engine),
         messages=sql_messages,

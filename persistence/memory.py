@@ -41,7 +41,7 @@ from persistence.models import (
     is_due,
     utcnow,
 )
-from persistence.presence import CallLocks, Entered, PresenceStore
+from persistence.presence import CallLocks, CallPresence, Entered, PresenceStore
 from persistence.questions import QuestionStore
 
 
@@ -256,6 +256,16 @@ class MemoryPresenceStore(PresenceStore):
         for key in [k for k in self._held if k[0] == call_id]:
             self._drop_held(key)
         return members
+
+    def presence_of(self, call_id: int) -> CallPresence:
+        """A copy of everything known of the call."""
+        held = {
+            recipient: [(sender, message) for sender, _, message in queue]
+            for (held_call, recipient), queue in self._held.items()
+            if held_call == call_id
+        }
+        members = dict(self._members.get(call_id, {}))
+        return CallPresence(members, frozenset(self._connected.get(call_id, ())), held)
 
 
 class MemoryRoomStore(RoomStore):

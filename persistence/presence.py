@@ -24,6 +24,21 @@ class Entered:
     held: tuple[dict[str, Any], ...] = ()
 
 
+class PresenceUnavailableError(RuntimeError):
+    """The process that holds a call's presence did not hand it over in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallPresence:
+    """Everything presence knows of one call, to move it between stores."""
+
+    #: user id -> connection id
+    members: dict[str, str]
+    connected: frozenset[str]
+    #: recipient -> the signals held for them, oldest first, as (sender, signal)
+    held: dict[str, list[tuple[str, dict[str, Any]]]]
+
+
 class CallLocks:
     """This process's asyncio lock per call, kept only while somebody holds
     it or waits for it (a lock per call ever seen would grow without end)."""

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from persistence.presence import CallLocks, Entered, PresenceStore
+from persistence.presence import CallLocks, CallPresence, Entered, PresenceStore
+
+logger = logging.getLogger(__name__)
 
 #: Presence of an abandoned call disappears by itself after this long.
 _TTL_S = 6 * 3600
@@ -68,6 +75,63 @@ def blocking_pool(
             **options,
         },
     )
+
+
+class ProcessBeacon:
+    """This server process's name in a cluster (``origin``) and its heartbeat
+    key; whether another process is still alive.
+
+    One per process, shared by everything that hands work to a process by
+    name (the clock claims, the presence homes), so that "alive" means the
+    same to all of them.
+    """
+
+    #: a process that has not beaten for this long is taken for dead
+    ALIVE_TTL_MS = 1500
+    BEAT_S = 0.5
+
+    def __init__(self, client: Redis, prefix: str, origin: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.origin = origin
+        self._beating: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, url: str, prefix: str = "giftcall") -> ProcessBeacon:
+        """Beat once (the process is alive from now on), then every ``BEAT_S``."""
+        origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        beacon = cls(Redis.from_pool(blocking_pool(url, max_connections=4)), prefix, origin)
+        try:
+            await beacon._beat()
+        except BaseException:
+            await beacon._redis.aclose()
+            raise
+        beacon._beating = asyncio.create_task(beacon._beat_forever(), name="process-beacon")
+        return beacon
+
+    def _key(self, origin: str) -> str:
+        return f"{self._prefix}:alive:{origin}"
+
+    async def alive(self, origin: str) -> bool:
+        return origin == self.origin or bool(await self._redis.exists(self._key(origin)))
+
+    async def _beat(self) -> None:
+        await self._redis.set(self._key(self.origin), "1", px=self.ALIVE_TTL_MS)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.BEAT_S)
+            try:
+                await self._beat()
+            except Exception as exc:  # a dead Redis shows in health; the next beat retries
+                logger.warning("heartbeat failed: %s", exc, extra={"event": "cluster.beat_failed"})
+
+    async def close(self) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+        await self._redis.aclose()
 
 
 class RedisPresenceStore(PresenceStore):
@@ -201,6 +265,34 @@ class RedisPresenceStore(PresenceStore):
             members, *lists, _ = await pipe.execute()
         await self._unweigh_taken(lists)
         return _members(members)
+
+    async def restore(
+        self, call_id: int, presence: CallPresence, then: tuple[str, str] | None = None
+    ) -> None:
+        """Write a call's presence kept elsewhere (another store's
+        :meth:`~persistence.memory.MemoryPresenceStore.take`), and then the
+        key and value ``then``, in one transaction: nobody sees half of it."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if presence.members:
+                for user_id, sid in presence.members.items():
+                    pipe.hset(self._key(call_id, "members"), user_id, sid)
+                pipe.expire(self._key(call_id, "members"), _TTL_S)
+            if presence.connected:
+                pipe.sadd(self._key(call_id, "connected"), *presence.connected)
+                pipe.expire(self._key(call_id, "connected"), _TTL_S)
+            weights: dict[str, int] = {}
+            for recipient, signals in presence.held.items():
+                key = self._key(call_id, f"held:{recipient}")
+                pipe.rpush(key, *(orjson.dumps([s, m]).decode() for s, m in signals))
+                pipe.expire(key, _TTL_S)
+                for sender, message in signals:
+                    weights[sender] = weights.get(sender, 0) + len(orjson.dumps(message))
+            for sender, weight in weights.items():
+                pipe.incrby(self._weight_key(sender), weight)
+                pipe.expire(self._weight_key(sender), _TTL_S)
+            if then is not None:
+                pipe.set(then[0], then[1], ex=_TTL_S)
+            await pipe.execute()
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -58,6 +58,7 @@ from signaling.webhooks import openvidu as openvidu_webhook
 from signaling.webhooks.openvidu import MEDIA
 
 if TYPE_CHECKING:
+    from persistence.redis import ProcessBeacon
     from signaling.cluster import ClusterBus
 
 logger = logging.getLogger(__name__)
@@ -305,11 +306,20 @@ async def run_services(
     metrics = app[METRICS]
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(logger.info, "server stopped", extra={"event": "server.stopped"})
+        beacon: ProcessBeacon | None = None
+        if settings.redis_url:
+            from persistence.redis import ProcessBeacon  # the redis extra, only when asked for
+
+            # This process's name and heartbeat in the cluster, for the
+            # presence homes and the clock claims alike.
+            beacon = await ProcessBeacon.open(settings.redis_url, settings.redis_prefix)
+            stack.push_async_callback(beacon.close)
         stores = await open_stores(
             settings.database_url,
             settings.message_store_url,
             settings.redis_url,
             settings.redis_prefix,
+            beacon,
         )
         stack.push_async_callback(stores.close)
         app[STORES] = stores
@@ -321,13 +331,14 @@ async def run_services(
         )
         stack.push_async_callback(quotas.close)
         bus: ClusterBus | None = None
-        if settings.redis_url:
+        if beacon is not None:
             from signaling.cluster import ClusterBus  # the redis extra, only when asked for
 
             bus = ClusterBus(
                 settings.redis_url,
                 channel=f"{settings.redis_prefix}:calls",
                 key_prefix=settings.redis_prefix,
+                beacon=beacon,
             )
             stack.push_async_callback(bus.close)
         push = create_push(app, settings, stores)

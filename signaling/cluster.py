@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -23,16 +20,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from persistence.models import CallRecord, CallState, utcnow
-from persistence.redis import blocking_pool
+from persistence.redis import ProcessBeacon, blocking_pool
 from scheduler.jobs import next_deadline
 
 logger = logging.getLogger(__name__)
 
 
-#: A process that has not said it is alive for this long is taken for dead,
-#: and the calls whose clock it ran are taken over by the others.
-ALIVE_TTL_MS = 1500
-_HEARTBEAT_S = 0.5
 _STATES = frozenset(state.value for state in CallState)
 #: Told of another process's change: the call, its state and next deadline.
 ChangeHandler = Callable[[int, CallState, datetime | None], Awaitable[None]]
@@ -46,33 +39,27 @@ class ClusterBus:
 
     Also the :class:`~signaling.calls.state.ClockClaims` of a cluster: which
     process runs each call's in-call clock, and whether that process is still
-    alive (a heartbeat key), so the others' database timers stay a takeover.
+    alive (the ``beacon``'s heartbeat: a process that has not beaten for
+    1.5 s is taken for dead), so the others' database timers stay a takeover.
     """
 
-    def __init__(
-        self,
-        url: str,
-        channel: str,
-        key_prefix: str,
-    ) -> None:
+    def __init__(self, url: str, channel: str, key_prefix: str, beacon: ProcessBeacon) -> None:
         self._redis = Redis.from_pool(blocking_pool(url, max_connections=8))
         self._channel = channel
         self._prefix = key_prefix
-        self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._beacon = beacon
+        self.origin = beacon.origin
         self._listener: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self, on_change: ChangeHandler) -> None:
-        """Say this process is alive and listen for the others' changes.
+        """Listen for the others' changes.
 
         ``on_change`` is given here, not to the constructor: it is the call
         side, which is built after the bus (the bus is its clock claims)."""
-        await self._beat()
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._channel)
         self._listener = asyncio.create_task(self._listen(pubsub, on_change), name="cluster-bus")
-        self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster-heartbeat")
 
     def announce(self, call: CallRecord) -> None:
         """Fire and forget (the sweep is the safety net if a message is lost):
@@ -96,21 +83,10 @@ class ClusterBus:
         owner = await self._redis.get(self._clock_key(call_id))
         if owner is None or owner == self.origin:
             return False
-        return bool(await self._redis.exists(self._alive_key(str(owner))))
+        return await self._beacon.alive(str(owner))
 
     def _clock_key(self, call_id: int) -> str:
         return f"{self._prefix}:clock:{call_id}"
-
-    def _alive_key(self, origin: str) -> str:
-        return f"{self._prefix}:alive:{origin}"
-
-    async def _beat(self) -> None:
-        await self._redis.set(self._alive_key(self.origin), "1", px=ALIVE_TTL_MS)
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(_HEARTBEAT_S)
-            await self._quietly(self._beat())
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)
@@ -143,11 +119,10 @@ class ClusterBus:
                 )
 
     async def close(self) -> None:
-        for task in (self._heartbeat, self._listener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._redis.aclose()

@@ -1,10 +1,13 @@
-"""The PresenceStore contract, run against every backend: in process memory
-and Redis (the session's own server, the ``redis_url`` fixture; each test under
-a prefix of its own)."""
+"""The PresenceStore contract, run against every backend: in process memory,
+Redis (the session's own server, the ``redis_url`` fixture; each test under a
+prefix of its own), and the affine store of a cluster, both where the process
+is every call's home (memory) and where another live process is (the call is
+shared on first use, then in Redis)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,29 +15,52 @@ from typing import Any
 import orjson
 import pytest
 
+from persistence.affine import AffinePresenceStore
 from persistence.memory import MemoryPresenceStore
 from persistence.presence import CallLocks, Entered, PresenceStore
-from persistence.redis import RedisPresenceStore
+from persistence.redis import ProcessBeacon, RedisPresenceStore
+
+#: Every call id the contract's tests use.
+CALL_IDS = (1, 2, 3, 4, 99)
 
 
-@pytest.fixture(params=["memory", "redis"])
+async def open_affine(
+    stack: contextlib.AsyncExitStack, url: str, prefix: str
+) -> AffinePresenceStore:
+    """A cluster process's presence (its beacon and store), closed by ``stack``."""
+    beacon = await ProcessBeacon.open(url, prefix)
+    stack.push_async_callback(beacon.close)
+    store = await AffinePresenceStore.open(url, prefix, beacon)
+    stack.push_async_callback(store.close)
+    return store
+
+
+@pytest.fixture(params=["memory", "redis", "affine", "affine-shared"])
 async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStore]:
     """Overrides the SQL-parametrized fixture: presence has backends of its own."""
     if request.param == "memory":
         yield MemoryPresenceStore()
         return
     url = request.getfixturevalue("redis_url")
-    store = RedisPresenceStore.from_url(url, prefix=f"test-{uuid.uuid4().hex}")
-    try:
-        await store.ping()
-    except OSError as exc:
-        pytest.fail(f"Redis does not answer at {url}: {exc}")
-    try:
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with contextlib.AsyncExitStack() as stack:
+        store: PresenceStore
+        if request.param == "redis":
+            store = RedisPresenceStore.from_url(url, prefix=prefix)
+            stack.push_async_callback(store.close)
+        else:
+            store = await open_affine(stack, url, prefix)
+        if request.param == "affine-shared":
+            home = await open_affine(stack, url, prefix)
+            for call_id in CALL_IDS:
+                await home.members(call_id)  # claims it: the store under test must ask
+        try:
+            await store.ping()
+        except OSError as exc:
+            pytest.fail(f"Redis does not answer at {url}: {exc}")
         yield store
-    finally:
-        for call_id in (1, 2, 99):
+        for call_id in CALL_IDS:
             await store.clear(call_id, ("alice", "bob"))
-        await store.close()
 
 
 async def taken(presence: PresenceStore, call_id: int, user_id: str) -> list[dict[str, Any]]:
