@@ -32,7 +32,12 @@ from persistence.presence import (
     PresenceStore,
     PresenceUnavailableError,
 )
-from persistence.redis import ProcessBeacon, RedisPresenceStore, blocking_pool
+from persistence.redis import (
+    ProcessBeacon,
+    RedisPresenceStore,
+    blocking_pool,
+    listen_forever,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +96,9 @@ class AffinePresenceStore(PresenceStore):
         self._shared_calls: OrderedDict[int, None] = OrderedDict()
         self._requests = requests
         self._pending: set[asyncio.Task[None]] = set()
-        self._listener = asyncio.create_task(self._listen(), name="presence-share-requests")
+        self._listener = asyncio.create_task(
+            listen_forever(requests, self._requested), name="presence-share-requests"
+        )
 
     @classmethod
     async def open(cls, url: str, prefix: str, beacon: ProcessBeacon) -> AffinePresenceStore:
@@ -258,14 +265,11 @@ class AffinePresenceStore(PresenceStore):
         if len(self._shared_calls) > _SHARED_REMEMBERED:
             self._shared_calls.popitem(last=False)
 
-    async def _listen(self) -> None:
-        async for message in self._requests.listen():
-            data = message.get("data")
-            call_id = data.decode() if isinstance(data, bytes) else str(data)
-            if call_id.isdigit():
-                task = asyncio.create_task(self._share(int(call_id)))
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+    async def _requested(self, call_id: str) -> None:
+        if call_id.isdigit():
+            task = asyncio.create_task(self._share(int(call_id)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def _share(self, call_id: int) -> None:
         """Another process needs the call: write its presence to Redis and

@@ -8,11 +8,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
 
 from persistence.presence import CallLocks, CallPresence, Entered, PresenceStore
 
@@ -75,6 +76,24 @@ def blocking_pool(
             **options,
         },
     )
+
+
+#: Pause before listening again after a subscriber's connection went away.
+_LISTEN_RETRY_S = 0.5
+
+
+async def listen_forever(pubsub: PubSub, handle: Callable[[str], Awaitable[None]]) -> None:
+    """Hand the text of each message on ``pubsub``'s channels to ``handle``,
+    until cancelled; when Redis drops the connection, listen again (redis-py
+    subscribes the channels again as it reconnects)."""
+    while True:
+        try:
+            async for message in pubsub.listen():
+                data = message.get("data")
+                await handle(data.decode() if isinstance(data, bytes) else str(data))
+        except Exception as exc:
+            logger.warning("lost the subscription: %s", exc, extra={"event": "redis.listen_failed"})
+            await asyncio.sleep(_LISTEN_RETRY_S)
 
 
 class ProcessBeacon:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from persistence.models import CallRecord, CallState, utcnow
-from persistence.redis import ProcessBeacon, blocking_pool
+from persistence.redis import ProcessBeacon, blocking_pool, listen_forever
 from scheduler.jobs import next_deadline
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,10 @@ class ClusterBus:
         side, which is built after the bus (the bus is its clock claims)."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self._channel)
-        self._listener = asyncio.create_task(self._listen(pubsub, on_change), name="cluster-bus")
+        self._listener = asyncio.create_task(
+            listen_forever(pubsub, functools.partial(self._heard, on_change=on_change)),
+            name="cluster-bus",
+        )
 
     def announce(self, call: CallRecord) -> None:
         """Fire and forget (the sweep is the safety net if a message is lost):
@@ -105,18 +109,15 @@ class ClusterBus:
         except Exception as exc:  # the sweep catches up; a dead Redis shows in health
             logger.warning("publish failed: %s", exc, extra={"event": "cluster.publish_failed"})
 
-    async def _listen(self, pubsub: object, on_change: ChangeHandler) -> None:
-        async for message in pubsub.listen():  # type: ignore[attr-defined]
-            origin, call_id, state, stamp = (str(message.get("data", "")).split(" ") + [""] * 4)[:4]
-            if origin == self.origin or not call_id.isdigit() or state not in _STATES:
-                continue
-            try:
-                deadline = None if stamp == "-" else datetime.fromtimestamp(float(stamp), UTC)
-                await on_change(int(call_id), CallState(state), deadline)
-            except Exception:
-                logger.exception(
-                    "call change %s failed", call_id, extra={"event": "cluster.failed"}
-                )
+    async def _heard(self, message: str, on_change: ChangeHandler) -> None:
+        origin, call_id, state, stamp = (message.split(" ") + [""] * 4)[:4]
+        if origin == self.origin or not call_id.isdigit() or state not in _STATES:
+            return
+        try:
+            deadline = None if stamp == "-" else datetime.fromtimestamp(float(stamp), UTC)
+            await on_change(int(call_id), CallState(state), deadline)
+        except Exception:
+            logger.exception("call change %s failed", call_id, extra={"event": "cluster.failed"})
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -200,3 +200,20 @@ async def test_a_live_home_that_does_not_answer_fails_the_change_in_bounded_time
     with pytest.raises(PresenceUnavailableError):
         await other.enter(1, "bob", "b1")
     assert 1.5 < time.monotonic() - started < 5.0
+
+
+async def test_a_home_still_answers_after_its_redis_connection_was_cut(
+    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+) -> None:
+    """Redis restarted (here: every subscriber's connection killed): the home
+    listens again, so calls homed there can still be shared."""
+    prefix, stack = cluster
+    home = await open_affine(stack, redis_url, prefix)
+    other = await open_affine(stack, redis_url, prefix)
+    await home.enter(1, "alice", "a1")
+    client = Redis.from_url(redis_url)
+    stack.push_async_callback(client.aclose)
+    assert await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+
+    entered = await other.enter(1, "bob", "b1")
+    assert entered.members == {"alice": "a1", "bob": "b1"}
