@@ -26,6 +26,24 @@ async def cluster(redis_url: str) -> AsyncIterator[tuple[str, contextlib.AsyncEx
         yield f"test-{uuid.uuid4().hex}", stack
 
 
+@pytest.fixture
+async def pair(
+    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+) -> tuple[AffinePresenceStore, AffinePresenceStore]:
+    """Two processes' presence: the first to touch a call is its home."""
+    prefix, stack = cluster
+    return await open_affine(stack, redis_url, prefix), await open_affine(stack, redis_url, prefix)
+
+
+@pytest.fixture
+async def client(redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]) -> Redis:
+    """A plain client of the same Redis, for what the test itself looks at or breaks."""
+    _, stack = cluster
+    plain = Redis.from_url(redis_url)
+    stack.push_async_callback(plain.aclose)
+    return plain
+
+
 async def command_counts(client: Redis) -> dict[str, int]:
     """Redis's own count of each command it has run (``INFO commandstats``)."""
     stats = await client.info("commandstats")
@@ -33,14 +51,11 @@ async def command_counts(client: Redis) -> dict[str, int]:
 
 
 async def test_a_call_on_its_home_costs_redis_only_its_claim_and_release(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore], client: Redis
 ) -> None:
     """Both users on one process (what HAProxy arranges): the whole call's
     presence is in memory, two round trips in all."""
-    prefix, stack = cluster
-    store = await open_affine(stack, redis_url, prefix)
-    client = Redis.from_url(redis_url)
-    stack.push_async_callback(client.aclose)
+    store, _ = pair
 
     async def whole_call(call_id: int) -> None:
         async with store.lock(call_id):
@@ -75,11 +90,9 @@ async def test_a_call_on_its_home_costs_redis_only_its_claim_and_release(
 
 
 async def test_a_home_hands_over_what_it_holds_when_another_process_needs_the_call(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore],
 ) -> None:
-    prefix, stack = cluster
-    home = await open_affine(stack, redis_url, prefix)
-    other = await open_affine(stack, redis_url, prefix)
+    home, other = pair
     await home.enter(1, "alice", "a1")
     await home.mark_connected(1, "alice")
     assert await home.hold(1, "bob", {"n": 1}, 8, sender="alice")
@@ -100,11 +113,9 @@ async def test_a_home_hands_over_what_it_holds_when_another_process_needs_the_ca
 
 
 async def test_the_connected_flags_go_with_the_call(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore],
 ) -> None:
-    prefix, stack = cluster
-    home = await open_affine(stack, redis_url, prefix)
-    other = await open_affine(stack, redis_url, prefix)
+    home, other = pair
     await home.enter(1, "alice", "a1")
     await home.enter(1, "bob", "b1")
     await home.mark_connected(1, "alice")
@@ -117,13 +128,11 @@ async def test_the_connected_flags_go_with_the_call(
 
 
 async def test_a_change_that_takes_no_lock_is_not_lost_while_the_call_is_handed_over(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore],
 ) -> None:
     """Held signals (a relay takes no lock) keep coming while the home writes
     the call to Redis: each one lands once, in order, before or after."""
-    prefix, stack = cluster
-    home = await open_affine(stack, redis_url, prefix)
-    other = await open_affine(stack, redis_url, prefix)
+    home, other = pair
     await home.enter(1, "alice", "a1")
     stored: list[int] = []
     stop = asyncio.Event()
@@ -147,39 +156,16 @@ async def test_a_change_that_takes_no_lock_is_not_lost_while_the_call_is_handed_
     assert len(stored) > 2
 
 
-async def test_the_lock_excludes_across_processes_once_the_call_is_shared(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
-) -> None:
-    prefix, stack = cluster
-    one = await open_affine(stack, redis_url, prefix)
-    two = await open_affine(stack, redis_url, prefix)
-    order: list[str] = []
-
-    async def locked(store: AffinePresenceStore, name: str) -> None:
-        async with store.lock(1):
-            order.append(f"{name}-in")
-            await asyncio.sleep(0.05)
-            order.append(f"{name}-out")
-
-    await asyncio.gather(locked(one, "one"), locked(two, "two"))
-    assert order in (
-        ["one-in", "one-out", "two-in", "two-out"],
-        ["two-in", "two-out", "one-in", "one-out"],
-    )
-
-
 async def test_a_dead_home_s_call_is_claimed_afresh(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore],
+    client: Redis,
+    cluster: tuple[str, contextlib.AsyncExitStack],
 ) -> None:
     """Its users were connected to it: they rejoin elsewhere, and nothing of
     theirs is waited for."""
-    prefix, stack = cluster
-    dead = await open_affine(stack, redis_url, prefix)
-    alive = await open_affine(stack, redis_url, prefix)
+    dead, alive = pair
     await dead.enter(1, "alice", "a1")
-    client = Redis.from_url(redis_url)
-    stack.push_async_callback(client.aclose)
-    await client.delete(f"{prefix}:alive:{dead.origin}")  # its heartbeat ran out
+    await client.delete(f"{cluster[0]}:alive:{dead.origin}")  # its heartbeat ran out
 
     started = time.monotonic()
     assert await alive.enter(1, "bob", "b1") == Entered(None, {"bob": "b1"})
@@ -188,11 +174,9 @@ async def test_a_dead_home_s_call_is_claimed_afresh(
 
 
 async def test_a_live_home_that_does_not_answer_fails_the_change_in_bounded_time(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore],
 ) -> None:
-    prefix, stack = cluster
-    beacon_only = await open_affine(stack, redis_url, prefix)
-    other = await open_affine(stack, redis_url, prefix)
+    beacon_only, other = pair
     await beacon_only.members(1)  # claims the call
     await beacon_only.close()  # stops listening; its beacon still beats
 
@@ -203,16 +187,12 @@ async def test_a_live_home_that_does_not_answer_fails_the_change_in_bounded_time
 
 
 async def test_a_home_still_answers_after_its_redis_connection_was_cut(
-    redis_url: str, cluster: tuple[str, contextlib.AsyncExitStack]
+    pair: tuple[AffinePresenceStore, AffinePresenceStore], client: Redis
 ) -> None:
     """Redis restarted (here: every subscriber's connection killed): the home
     listens again, so calls homed there can still be shared."""
-    prefix, stack = cluster
-    home = await open_affine(stack, redis_url, prefix)
-    other = await open_affine(stack, redis_url, prefix)
+    home, other = pair
     await home.enter(1, "alice", "a1")
-    client = Redis.from_url(redis_url)
-    stack.push_async_callback(client.aclose)
     assert await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
 
     entered = await other.enter(1, "bob", "b1")

@@ -273,30 +273,46 @@ async def test_the_call_lock_serializes_holders(presence: PresenceStore) -> None
         pass
 
 
-async def test_two_redis_clients_share_presence_like_two_processes(redis_url: str) -> None:
+@pytest.fixture(params=["redis", "affine"])
+async def two_processes(
+    request: pytest.FixtureRequest, redis_url: str
+) -> AsyncIterator[tuple[PresenceStore, PresenceStore]]:
+    """The presence of two server processes on one Redis: both always in
+    Redis, or each call kept by its home until the other needs it."""
     prefix = f"test-{uuid.uuid4().hex}"
-    one, two = (RedisPresenceStore.from_url(redis_url, prefix=prefix) for _ in range(2))
-    try:
-        await one.enter(1, "alice", "sid-on-1")
-        both = {"alice": "sid-on-1", "bob": "sid-on-2"}
-        assert await two.enter(1, "bob", "sid-on-2") == Entered(None, both)
-        assert await one.members(1) == {"alice": "sid-on-1", "bob": "sid-on-2"}
-        await two.hold(1, "alice", {"n": 1}, limit=2)
-        assert (await one.enter(1, "alice", "sid-on-1")).held == ({"n": 1},)
-        order: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        stores: list[PresenceStore] = []
+        for _ in range(2):
+            if request.param == "redis":
+                store = RedisPresenceStore.from_url(redis_url, prefix=prefix)
+                stack.push_async_callback(store.close)
+                stores.append(store)
+            else:
+                stores.append(await open_affine(stack, redis_url, prefix))
+        yield stores[0], stores[1]
+        await stores[0].clear(1, ("alice", "bob"))
 
-        async def locked(store: PresenceStore, name: str) -> None:
-            async with store.lock(1):
-                order.append(f"{name}-in")
-                await asyncio.sleep(0.05)
-                order.append(f"{name}-out")
 
-        await asyncio.gather(locked(one, "one"), locked(two, "two"))
-        assert order in (
-            ["one-in", "one-out", "two-in", "two-out"],
-            ["two-in", "two-out", "one-in", "one-out"],
-        )
-    finally:
-        await one.clear(1, ("alice", "bob"))
-        await one.close()
-        await two.close()
+async def test_two_processes_share_presence_and_the_lock(
+    two_processes: tuple[PresenceStore, PresenceStore],
+) -> None:
+    one, two = two_processes
+    await one.enter(1, "alice", "sid-on-1")
+    both = {"alice": "sid-on-1", "bob": "sid-on-2"}
+    assert await two.enter(1, "bob", "sid-on-2") == Entered(None, both)
+    assert await one.members(1) == {"alice": "sid-on-1", "bob": "sid-on-2"}
+    await two.hold(1, "alice", {"n": 1}, limit=2)
+    assert (await one.enter(1, "alice", "sid-on-1")).held == ({"n": 1},)
+    order: list[str] = []
+
+    async def locked(store: PresenceStore, name: str) -> None:
+        async with store.lock(1):
+            order.append(f"{name}-in")
+            await asyncio.sleep(0.05)
+            order.append(f"{name}-out")
+
+    await asyncio.gather(locked(one, "one"), locked(two, "two"))
+    assert order in (
+        ["one-in", "one-out", "two-in", "two-out"],
+        ["two-in", "two-out", "one-in", "one-out"],
+    )
