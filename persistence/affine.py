@@ -202,7 +202,7 @@ class AffinePresenceStore(PresenceStore):
         return self._beacon.origin
 
     def homes(self) -> int:
-        """How many calls this process is the home of (tests, metrics)."""
+        """How many calls this process is the home of."""
         return len(self._homed)
 
     def _home_key(self, call_id: int) -> str:
