@@ -16,6 +16,8 @@ stops them. Set-ups (``--setups``):
   ``SIGNALING_REDIS_PREFIX``) behind HAProxy
   (``bench/haproxy.py``: ``balance url_param call_id``, so both users of a call
   reach the same process);
+- ``cluster1``: the same stack with one process behind HAProxy (not in the
+  default list): what two processes carry against one on the same stack;
 - ``ref``: the Node reference server of ``bench/reference`` (``npm install`` in a
   temporary copy), in memory, numeric user ids.
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import select
@@ -57,10 +60,13 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 ANCHORS = BENCH / "reference"  # the Node reference server, kept in the repository
 SETUPS = ("sqlite", "mariadb", "cluster", "ref")
+#: Set-ups run only when named.
+EXTRA_SETUPS = ("cluster1",)
 LABELS = {
     "sqlite": "one process, SQLite",
     "mariadb": "one process, MariaDB",
     "cluster": "two processes, MariaDB + Redis, HAProxy",
+    "cluster1": "one process, MariaDB + Redis, HAProxy",
     "ref": "Node reference (in memory)",
 }
 
@@ -155,7 +161,7 @@ def setup_mariadb(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def setup_cluster(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
+def setup_cluster(folder: Path, args: argparse.Namespace, processes: int = 2) -> Iterator[Target]:
     prefix = f"clockbench-{uuid.uuid4().hex[:10]}"
     with (
         mariadb_database(folder / "cluster-mariadb", "giftcall_clock") as database,
@@ -169,7 +175,7 @@ def setup_cluster(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
                     "SIGNALING_REDIS_PREFIX": prefix,
                 }
                 ports, pids, logs = [], [], []
-                for _ in range(2):  # one after the other: the first one migrates
+                for _ in range(processes):  # one after the other: the first one migrates
                     port = free_port()
                     logs.append(folder / f"cluster-{port}.log")
                     pids.append(stack.enter_context(our_server(port, env, logs[-1])))
@@ -177,7 +183,8 @@ def setup_cluster(folder: Path, args: argparse.Namespace) -> Iterator[Target]:
                 proxy_pid: list[int] = []
                 logs.append(folder / "haproxy.log")
                 front = stack.enter_context(run_haproxy(ports, log=logs[-1], pid_out=proxy_pid))
-                yield Target("cluster", f"http://127.0.0.1:{front}", pids, proxy_pid, logs=logs)
+                name = "cluster" if processes == 2 else f"cluster{processes}"
+                yield Target(name, f"http://127.0.0.1:{front}", pids, proxy_pid, logs=logs)
         finally:
             n = redis_cleanup(redis_url, prefix)
             log(f"redis: deleted {n} keys of {prefix}*")
@@ -226,6 +233,7 @@ SETUP_FACTORIES: dict[str, Callable[[Path, argparse.Namespace], Any]] = {
     "sqlite": setup_sqlite,
     "mariadb": setup_mariadb,
     "cluster": setup_cluster,
+    "cluster1": functools.partial(setup_cluster, processes=1),
     "ref": setup_ref,
 }
 
@@ -604,7 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    ap.add_argument("--setups", default=",".join(SETUPS), help=f"any of {','.join(SETUPS)}")
+    ap.add_argument(
+        "--setups", default=",".join(SETUPS), help=f"any of {','.join(SETUPS + EXTRA_SETUPS)}"
+    )
     ap.add_argument("--rates", default="25,50,100", help="new calls per second, one cell each")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of load per cell")
     ap.add_argument("--calls", type=int, help="calls per cell (instead of rate x duration)")
@@ -636,9 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(not item.startswith("SIGNALING_") or "=" not in item for item in args.server_env or []):
         ap.error("--server-env takes SIGNALING_NAME=VALUE")
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
-    bad = [s for s in setups if s not in SETUPS]
+    bad = [s for s in setups if s not in SETUPS + EXTRA_SETUPS]
     if bad or not setups:
-        ap.error(f"unknown set-up(s) {bad}; choose from {SETUPS}")
+        ap.error(f"unknown set-up(s) {bad}; choose from {SETUPS + EXTRA_SETUPS}")
     try:
         args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
