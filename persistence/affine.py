@@ -75,9 +75,18 @@ class AffinePresenceStore(PresenceStore):
     """Presence in the memory of each call's home process, in Redis for a
     call whose users are on different processes (see the module's docs)."""
 
-    def __init__(self, client: Redis, prefix: str, beacon: ProcessBeacon, requests: PubSub) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str,
+        beacon: ProcessBeacon,
+        requests: PubSub,
+        *,
+        sweep_s: float = 60.0,
+    ) -> None:
         """``requests`` is subscribed to :func:`share_channel` of this
-        process (:meth:`open` does that before the store exists)."""
+        process (:meth:`open` does that before the store exists). Every
+        ``sweep_s`` the calls homed here with nothing in them are let go."""
         self._redis = client
         self._prefix = prefix
         self._beacon = beacon
@@ -99,9 +108,12 @@ class AffinePresenceStore(PresenceStore):
         self._listener = asyncio.create_task(
             listen_forever(requests, self._requested), name="presence-share-requests"
         )
+        self._sweeper = asyncio.create_task(self._sweep_forever(sweep_s), name="presence-sweep")
 
     @classmethod
-    async def open(cls, url: str, prefix: str, beacon: ProcessBeacon) -> AffinePresenceStore:
+    async def open(
+        cls, url: str, prefix: str, beacon: ProcessBeacon, *, sweep_s: float = 60.0
+    ) -> AffinePresenceStore:
         client = Redis.from_pool(blocking_pool(url))
         requests = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -110,7 +122,7 @@ class AffinePresenceStore(PresenceStore):
             await requests.aclose()
             await client.aclose()
             raise
-        return cls(client, prefix, beacon, requests)
+        return cls(client, prefix, beacon, requests, sweep_s=sweep_s)
 
     # ---------------------------------------------------------- the contract
 
@@ -172,24 +184,17 @@ class AffinePresenceStore(PresenceStore):
             return await self._shared.clear(call_id, users)
         self._homed.discard(call_id)
         members = await self._local.clear(call_id, users)
-        try:
-            await self._hand_over(keys=[self._home_key(call_id)], args=[self.origin, "", 0])
-        except Exception as exc:  # the key expires; a share request for it is answered anyway
-            logger.warning(
-                "could not release call %s: %s",
-                call_id,
-                exc,
-                extra={"event": "presence.release_failed", "call_id": call_id},
-            )
+        await self._release(call_id)
         return members
 
     async def ping(self) -> None:
         await self._redis.ping()
 
     async def close(self) -> None:
-        self._listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._listener
+        for task in (self._sweeper, self._listener):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._requests.aclose()
@@ -259,6 +264,31 @@ class AffinePresenceStore(PresenceStore):
                     f"the process holding call {call_id} ({home}) did not share it"
                 )
             await asyncio.sleep(_SHARE_POLL_S)
+
+    async def _release(self, call_id: int) -> None:
+        """Delete the home key if it still names this process."""
+        try:
+            await self._hand_over(keys=[self._home_key(call_id)], args=[self.origin, "", 0])
+        except Exception as exc:  # the key expires; a share request for it is answered anyway
+            logger.warning(
+                "could not release call %s: %s",
+                call_id,
+                exc,
+                extra={"event": "presence.release_failed", "call_id": call_id},
+            )
+
+    async def _sweep_forever(self, interval_s: float) -> None:
+        """Let go of calls homed here with nothing in them: a call is
+        released when it ends, but an event that comes after the end (a
+        media server's, say) claims it again, and so does a call everybody
+        left; without this, such homes would pile up."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for call_id in [c for c in self._homed if self._local.presence_of(c).is_empty]:
+                async with self._locks.hold(call_id), self._settling.hold(call_id):
+                    if call_id in self._homed and self._local.presence_of(call_id).is_empty:
+                        self._homed.discard(call_id)
+                        await self._release(call_id)
 
     def _remember_shared(self, call_id: int) -> None:
         self._shared_calls[call_id] = None

@@ -38,6 +38,10 @@ class CallPresence:
     #: recipient -> the signals held for them, oldest first, as (sender, signal)
     held: dict[str, list[tuple[str, dict[str, Any]]]]
 
+    @property
+    def is_empty(self) -> bool:
+        return not (self.members or self.connected or self.held)
+
 
 class CallLocks:
     """This process's asyncio lock per call, kept only while somebody holds

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from persistence.affine import AffinePresenceStore
 from persistence.presence import Entered, PresenceUnavailableError
+from persistence.redis import ProcessBeacon
 from tests.contract.test_presence_store import open_affine
 
 
@@ -197,3 +198,28 @@ async def test_a_home_still_answers_after_its_redis_connection_was_cut(
 
     entered = await other.enter(1, "bob", "b1")
     assert entered.members == {"alice": "a1", "bob": "b1"}
+
+
+async def test_homes_with_nothing_in_them_are_let_go(
+    redis_url: str, client: Redis, cluster: tuple[str, contextlib.AsyncExitStack]
+) -> None:
+    """An event after a call's end (a media server's) claims it again; a sweep
+    releases such homes, and only those."""
+    prefix, stack = cluster
+    beacon = await ProcessBeacon.open(redis_url, prefix)
+    stack.push_async_callback(beacon.close)
+    store = await AffinePresenceStore.open(redis_url, prefix, beacon, sweep_s=0.05)
+    stack.push_async_callback(store.close)
+    await store.enter(1, "alice", "a1")
+    async with store.lock(2):
+        await store.reset_connected(2)  # late: claims call 2 with nothing in it
+    assert store.homes() == 2
+
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if store.homes() == 1:
+            break
+    assert store.homes() == 1
+    assert await client.get(f"{prefix}:call:2:home") is None
+    assert await client.get(f"{prefix}:call:1:home") == beacon.origin.encode()
+    assert await store.members(1) == {"alice": "a1"}
