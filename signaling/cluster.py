@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,6 +32,11 @@ _STATES = frozenset(state.value for state in CallState)
 ChangeHandler = Callable[[int, CallState, datetime | None], Awaitable[None]]
 #: A clock claim outlives its call's end by this much (then Redis drops it).
 _CLAIM_SLACK_MS = 10_000
+# Delete the claim only if this process (ARGV[1]) holds it.
+_RELEASE_OWN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class ClusterBus:
@@ -52,6 +57,9 @@ class ClusterBus:
         self.origin = beacon.origin
         self._listener: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        #: call id -> until when this process claimed its clock (oldest first)
+        self._claimed: dict[int, datetime] = {}
+        self._release_own = self._redis.register_script(_RELEASE_OWN)
 
     async def start(self, on_change: ChangeHandler) -> None:
         """Listen for the others' changes.
@@ -75,13 +83,33 @@ class ClusterBus:
     # ------------------------------------------------------------ clock claims
 
     def claim(self, call_id: int, until: datetime) -> None:
-        ttl_ms = max(int((until - utcnow()).total_seconds() * 1000), 0) + _CLAIM_SLACK_MS
+        now = utcnow()
+        if self._claimed.get(call_id) == until:
+            return  # the countdown claimed it until the end already; `live` need not
+        self._claimed[call_id] = until
+        self._forget_lapsed_claims(now)
+        ttl_ms = max(int((until - now).total_seconds() * 1000), 0) + _CLAIM_SLACK_MS
         self._spawn(
             self._quietly(self._redis.set(self._clock_key(call_id), self.origin, px=ttl_ms))
         )
 
     def release(self, call_id: int) -> None:
-        self._spawn(self._quietly(self._redis.delete(self._clock_key(call_id))))
+        """Only a claim of this process's: a later owner's stays."""
+        if self._claimed.pop(call_id, None) is None:
+            return
+        self._spawn(
+            self._quietly(self._release_own(keys=[self._clock_key(call_id)], args=[self.origin]))
+        )
+
+    def _forget_lapsed_claims(self, now: datetime) -> None:
+        """Claims of calls that ended elsewhere are never released here: drop
+        the ones Redis has dropped too (oldest first; ends mostly grow)."""
+        lapsed_before = now - timedelta(milliseconds=_CLAIM_SLACK_MS)
+        while self._claimed:
+            call_id, until = next(iter(self._claimed.items()))
+            if until >= lapsed_before:
+                return
+            del self._claimed[call_id]
 
     async def held_elsewhere(self, call_id: int) -> bool:
         owner = await self._redis.get(self._clock_key(call_id))
